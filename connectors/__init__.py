@@ -1,0 +1,1 @@
+"""Everything that touches the outside: orders, envelopes, PKI, catalog, files, broker."""

@@ -1,0 +1,1 @@
+"""som engine: the pipeline stages and the two drivers that run them."""

@@ -1,0 +1,145 @@
+"""Output records of the engine: rejections and decisions (DESIGN.md 3.4).
+
+Every message on the input topic ends as exactly one of these two records, so
+their shape is a contract with outside sinks. ``RejectReason`` is the closed set
+of rejection codes; a new code is a contract change and belongs in the README.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class RejectReason(StrEnum):
+    """Why a message on ``orders.signed`` was not monitored."""
+
+    MALFORMED = "malformed"
+    BAD_SIGNATURE = "bad_signature"
+    UNTRUSTED_CHAIN = "untrusted_chain"
+    CERT_EXPIRED = "cert_expired"
+    CERT_REVOKED = "cert_revoked"
+    CRL_STALE = "crl_stale"
+    DEA_MISMATCH = "dea_mismatch"
+    SCHEDULE_NOT_AUTHORIZED = "schedule_not_authorized"
+    MISSING_FIELD = "missing_field"
+    BAD_DEA_CHECK_DIGIT = "bad_dea_check_digit"
+    BAD_ORDER_NUMBER = "bad_order_number"
+    WRONG_SUPPLIER = "wrong_supplier"
+    FUTURE_DATED = "future_dated"
+    ORDER_EXPIRED = "order_expired"
+    DUPLICATE_ORDER = "duplicate_order"
+    UNKNOWN_NDC = "unknown_ndc"
+    PAPER_NOT_ALLOWED = "paper_not_allowed"
+    TOO_LARGE = "too_large"
+
+
+class Rejected(Exception):
+    """Raised by any stage that refuses a message; carries the reason code."""
+
+    def __init__(
+        self,
+        reason: RejectReason,
+        detail: str,
+        *,
+        order_number: str | None = None,
+        purchaser_dea: str | None = None,
+    ) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.order_number = order_number
+        self.purchaser_dea = purchaser_dea
+
+
+def raw_sha256(raw: bytes) -> str:
+    """Hex digest identifying the exact input bytes (for audit, never the bytes)."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One record on ``orders.rejected``."""
+
+    reason: RejectReason
+    detail: str
+    received_at: str
+    raw_sha256: str
+    order_number: str | None = None
+    purchaser_dea: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "order_number": self.order_number,
+            "purchaser_dea": self.purchaser_dea,
+            "reason": str(self.reason),
+            "detail": self.detail,
+            "received_at": self.received_at,
+            "raw_sha256": self.raw_sha256,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One reason behind a decision: a code, a sentence, and the number compared."""
+
+    code: str
+    detail: str
+    value: float | None = None
+    threshold: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "detail": self.detail,
+            "value": self.value,
+            "threshold": self.threshold,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One record on ``decisions``: RELEASE or HOLD for one verified order."""
+
+    order_number: str
+    purchaser_dea: str
+    decision: str
+    scores: dict[str, float]
+    reasons: tuple[Reason, ...]
+    model_version: str
+    config_version: str
+    decided_at: str
+    latency_ms: float
+    form: str = "csos"
+    signed_at: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        """(purchaser DEA number, order number): what sinks deduplicate on."""
+        return (self.purchaser_dea, self.order_number)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "order_number": self.order_number,
+            "purchaser_dea": self.purchaser_dea,
+            "decision": self.decision,
+            "form": self.form,
+            "signed_at": self.signed_at,
+            "scores": self.scores,
+            "reasons": [r.to_dict() for r in self.reasons],
+            "model_version": self.model_version,
+            "config_version": self.config_version,
+            "decided_at": self.decided_at,
+            "latency_ms": self.latency_ms,
+        }
+        out.update(self.extra)
+        return out
+
+
+def dumps(record: Rejection | Decision) -> bytes:
+    """Serialise an output record as compact UTF-8 JSON."""
+    return json.dumps(record.to_dict(), separators=(",", ":"), sort_keys=False).encode()
