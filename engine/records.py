@@ -143,3 +143,25 @@ class Decision:
 def dumps(record: Rejection | Decision) -> bytes:
     """Serialise an output record as compact UTF-8 JSON."""
     return json.dumps(record.to_dict(), separators=(",", ":"), sort_keys=False).encode()
+
+
+def decision_from_dict(d: dict[str, Any]) -> Decision:
+    """Rebuild a Decision from its record (to re-emit it unchanged on redelivery)."""
+    known = {
+        "order_number", "purchaser_dea", "decision", "form", "signed_at", "scores", "reasons",
+        "model_version", "config_version", "decided_at", "latency_ms",
+    }
+    return Decision(
+        order_number=d["order_number"],
+        purchaser_dea=d["purchaser_dea"],
+        decision=d["decision"],
+        scores=d["scores"],
+        reasons=tuple(Reason(**r) for r in d["reasons"]),
+        model_version=d["model_version"],
+        config_version=d["config_version"],
+        decided_at=d["decided_at"],
+        latency_ms=d["latency_ms"],
+        form=d.get("form", "csos"),
+        signed_at=d.get("signed_at", ""),
+        extra={k: v for k, v in d.items() if k not in known},
+    )

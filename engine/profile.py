@@ -1,0 +1,193 @@
+"""Per-registrant state: event-time daily buckets per drug family, and order dedupe.
+
+One ``RegistrantProfile`` per purchaser DEA number is the value of the stream
+driver's table (and of a plain dict in the replay driver). Buckets are keyed by
+event-time day (the order's signing date), never wall-clock, and expire by event
+time. Rolling sums over ``WINDOWS`` are kept incrementally so that a score reads
+them in O(1) instead of summing a year of buckets per order.
+
+Memory is bounded per registrant: at most ``RETENTION_DAYS`` buckets per family,
+``MAX_SEEN`` remembered order numbers and ``RECENT`` stored decisions.
+
+>>> p = RegistrantProfile()
+>>> p.apply("25X000001", 20000, "aa", [("oxycodone", 100.0, 0.9, 1350.0)])
+>>> p.apply("25X000002", 20010, "bb", [("oxycodone", 50.0, 0.45, 675.0)])
+>>> p.families["oxycodone"].window(20010, 30)
+(150.0, 1.35, 2025.0, 2.0)
+>>> p.families["oxycodone"].window(20045, 30)
+(0.0, 0.0, 0.0, 0.0)
+>>> RegistrantProfile.from_state(p.to_state()).families["oxycodone"].window(20010, 7)
+(50.0, 0.45, 675.0, 1.0)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["FamilyHistory", "RegistrantProfile", "WINDOWS", "RETENTION_DAYS"]
+
+WINDOWS = (7, 30, 90, 365)
+RETENTION_DAYS = 400
+MAX_SEEN = 4096
+RECENT = 16
+SEEN_DAYS = 120  # two order-validity periods (1305.22(e): 60 days)
+_ZERO = (0.0, 0.0, 0.0, 0.0)
+
+
+class FamilyHistory:
+    """Daily buckets [units, grams, mme, orders] of one drug family, with rolling sums."""
+
+    __slots__ = ("days", "first_day", "last_day", "_anchor", "_sums")
+
+    def __init__(self) -> None:
+        self.days: dict[int, list[float]] = {}
+        self.first_day: int | None = None
+        self.last_day: int | None = None
+        self._anchor: int | None = None
+        self._sums: dict[int, list[float]] = {w: [0.0, 0.0, 0.0, 0.0] for w in WINDOWS}
+
+    def window(self, day: int, width: int) -> tuple[float, float, float, float]:
+        """(units, grams, mme, orders) over the days (day - width, day]."""
+        if width in self._sums and self._anchor is not None and day >= self._anchor:
+            self._advance(day)
+            return tuple(self._sums[width])  # type: ignore[return-value]
+        lo = day - width
+        acc = [0.0, 0.0, 0.0, 0.0]
+        for d, b in self.days.items():
+            if lo < d <= day:
+                acc[0] += b[0]
+                acc[1] += b[1]
+                acc[2] += b[2]
+                acc[3] += b[3]
+        return tuple(acc)  # type: ignore[return-value]
+
+    def add(self, day: int, units: float, grams: float, mme: float) -> None:
+        bucket = self.days.get(day)
+        if bucket is None:
+            bucket = self.days[day] = [0.0, 0.0, 0.0, 0.0]
+        bucket[0] += units
+        bucket[1] += grams
+        bucket[2] += mme
+        bucket[3] += 1.0
+        if self.first_day is None or day < self.first_day:
+            self.first_day = day
+        if self.last_day is None or day > self.last_day:
+            self.last_day = day
+        if self._anchor is None or day > self._anchor:
+            self._advance(day)
+        if day > self._anchor - WINDOWS[-1]:
+            for w, s in self._sums.items():
+                if day > self._anchor - w:
+                    s[0] += units
+                    s[1] += grams
+                    s[2] += mme
+                    s[3] += 1.0
+        self._expire()
+
+    def _advance(self, day: int) -> None:
+        """Move the rolling sums' right edge to ``day``, dropping buckets that fall out."""
+        old = self._anchor
+        self._anchor = day
+        if old is None or day == old:
+            return
+        for w, s in self._sums.items():
+            if day - old >= w:
+                s[:] = [0.0, 0.0, 0.0, 0.0]
+                continue
+            for d in range(old - w + 1, day - w + 1):
+                b = self.days.get(d)
+                if b is not None:
+                    s[0] -= b[0]
+                    s[1] -= b[1]
+                    s[2] -= b[2]
+                    s[3] -= b[3]
+
+    def _expire(self) -> None:
+        if self.first_day is not None and self.last_day - self.first_day >= RETENTION_DAYS:
+            cutoff = self.last_day - RETENTION_DAYS
+            for d in [d for d in self.days if d <= cutoff]:
+                del self.days[d]
+
+    def rebuild(self) -> None:
+        """Recompute rolling sums from buckets (after loading state)."""
+        self._anchor = None
+        sums = {w: self.window(self.last_day, w) if self.last_day is not None else _ZERO
+                for w in WINDOWS}
+        self._anchor = self.last_day
+        for w, s in self._sums.items():
+            s[:] = sums[w]
+
+    def active_days(self, day: int, width: int) -> int:
+        lo = day - width
+        return sum(1 for d in self.days if lo < d <= day)
+
+
+class RegistrantProfile:
+    """Everything the engine remembers about one purchaser."""
+
+    __slots__ = ("families", "seen", "recent", "first_day", "last_day", "orders")
+
+    def __init__(self) -> None:
+        self.families: dict[str, FamilyHistory] = {}
+        self.seen: dict[str, tuple[int, str]] = {}
+        self.recent: dict[str, dict[str, Any]] = {}
+        self.first_day: int | None = None
+        self.last_day: int | None = None
+        self.orders = 0
+
+    def history_days(self, day: int) -> int:
+        """Days of own history before ``day`` (0 for a new registrant)."""
+        return 0 if self.first_day is None else max(0, day - self.first_day)
+
+    def seen_as(self, order_number: str) -> str | None:
+        """The raw-message digest this order number was applied with, if any."""
+        hit = self.seen.get(order_number)
+        return hit[1] if hit else None
+
+    def apply(
+        self, order_number: str, day: int, digest: str, amounts: list[tuple[str, float, float, float]]
+    ) -> None:
+        """Add one order's (family, units, grams, mme) amounts; remember its identity."""
+        for family, units, grams, mme in amounts:
+            hist = self.families.get(family)
+            if hist is None:
+                hist = self.families[family] = FamilyHistory()
+            hist.add(day, units, grams, mme)
+        self.orders += 1
+        if self.first_day is None or day < self.first_day:
+            self.first_day = day
+        if self.last_day is None or day > self.last_day:
+            self.last_day = day
+        self.seen[order_number] = (day, digest)
+        if len(self.seen) > MAX_SEEN or next(iter(self.seen.values()))[0] < day - SEEN_DAYS:
+            self.seen = {k: v for k, v in self.seen.items() if v[0] >= day - SEEN_DAYS}
+            while len(self.seen) > MAX_SEEN:
+                del self.seen[next(iter(self.seen))]
+
+    def remember(self, order_number: str, record: dict[str, Any]) -> None:
+        """Keep the decision so a redelivered message gets the same one (at-least-once)."""
+        self.recent[order_number] = record
+        if len(self.recent) > RECENT:
+            del self.recent[next(iter(self.recent))]
+
+    def to_state(self) -> list:
+        fams = {
+            f: [h.first_day, h.last_day, [[d, *b] for d, b in h.days.items()]]
+            for f, h in self.families.items()
+        }
+        seen = [[k, d, s] for k, (d, s) in self.seen.items()]
+        return [1, self.first_day, self.last_day, self.orders, fams, seen, self.recent]
+
+    @classmethod
+    def from_state(cls, state: list) -> RegistrantProfile:
+        if not isinstance(state, list) or not state or state[0] != 1:
+            raise ValueError("unknown profile state version")
+        p = cls()
+        _, p.first_day, p.last_day, p.orders, fams, seen, p.recent = state
+        for f, (first, last, buckets) in fams.items():
+            h = p.families[f] = FamilyHistory()
+            h.first_day, h.last_day = first, last
+            h.days = {int(b[0]): [float(x) for x in b[1:]] for b in buckets}
+            h.rebuild()
+        p.seen = {k: (d, s) for k, d, s in seen}
+        return p
