@@ -1,0 +1,121 @@
+"""Parsed certificates cached by their DER bytes, and signature checks by OID.
+
+The same few hundred thousand purchasers sign every order, so a certificate
+is parsed once and then found by its bytes: the per-order cost of a repeat
+signer is one signature check. All cryptography is ``cryptography``'s.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from connectors.der import elements, expect
+
+__all__ = ["CertInfo", "cert_info", "cert_from_pem", "pem_blocks", "verify_signature", "DIGESTS"]
+
+DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
+    "2.16.840.1.101.3.4.2.1": hashes.SHA256,
+    "2.16.840.1.101.3.4.2.2": hashes.SHA384,
+    "2.16.840.1.101.3.4.2.3": hashes.SHA512,
+}
+_RSA = {
+    "1.2.840.113549.1.1.1",
+    "1.2.840.113549.1.1.11",
+    "1.2.840.113549.1.1.12",
+    "1.2.840.113549.1.1.13",
+}
+_ECDSA = {"1.2.840.10045.2.1", "1.2.840.10045.4.3.2", "1.2.840.10045.4.3.3", "1.2.840.10045.4.3.4"}
+_PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CertInfo:
+    """A certificate and what matching and verifying need, computed once."""
+
+    cert: x509.Certificate
+    der: bytes
+    issuer_der: bytes
+    serial: int
+    ski: bytes | None
+    public_key: object
+    fingerprint: str  # SHA-256 hex of the DER
+
+    @property
+    def subject_serial(self) -> str:
+        """The subject's serialNumber attribute (2.5.4.5), '' when absent."""
+        attrs = self.cert.subject.get_attributes_for_oid(x509.NameOID.SERIAL_NUMBER)
+        return str(attrs[0].value) if attrs else ""
+
+
+@lru_cache(maxsize=16384)
+def cert_info(der: bytes) -> CertInfo:
+    """Parse once per distinct DER; raises ValueError on a bad certificate."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. a negative serial: refuse rather than warn
+        cert = x509.load_der_x509_certificate(der)
+        serial = cert.serial_number
+    s, e = expect(der, 0, 0x30)
+    ts, te = expect(der, s, 0x30, e)
+    fields = [(t, p, fe) for t, p, _, fe in elements(der, ts, te)]
+    if fields and fields[0][0] == 0xA0:
+        fields = fields[1:]
+    issuer_der = der[fields[2][1] : fields[2][2]]
+    try:
+        ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        ski = None
+    return CertInfo(
+        cert=cert,
+        der=der,
+        issuer_der=issuer_der,
+        serial=serial,
+        ski=ski,
+        public_key=cert.public_key(),
+        fingerprint=hashlib.sha256(der).hexdigest(),
+    )
+
+
+def pem_blocks(text: bytes, label: bytes | None = None) -> list[tuple[bytes, bytes]]:
+    """(label, DER) for each PEM block in ``text``, optionally only one label."""
+    out = []
+    for m in _PEM_RE.finditer(text):
+        if label is None or m.group(1) == label:
+            out.append((m.group(1), base64.b64decode(b"".join(m.group(2).split()), validate=True)))
+    return out
+
+
+@lru_cache(maxsize=16384)
+def cert_from_pem(text: str) -> CertInfo:
+    """One PEM certificate (as carried in JSON envelopes), cached by its text."""
+    blocks = pem_blocks(text.encode("ascii"), b"CERTIFICATE")
+    if len(blocks) != 1:
+        raise ValueError("expected exactly one PEM CERTIFICATE block")
+    return cert_info(blocks[0][1])
+
+
+def verify_signature(
+    public_key: object, signature: bytes, data: bytes, digest_oid: str, sig_oid: str
+) -> None:
+    """Raise InvalidSignature, or ValueError for an algorithm we do not accept.
+
+    Accepts RSA PKCS#1 v1.5 and ECDSA with SHA-256/384/512 (SHA-1 is refused:
+    CSOS moved to SHA-256 in 2014).
+    """
+    if digest_oid not in DIGESTS:
+        raise ValueError(f"digest algorithm {digest_oid} is not accepted")
+    digest = DIGESTS[digest_oid]()
+    if sig_oid in _RSA and isinstance(public_key, rsa.RSAPublicKey):
+        public_key.verify(signature, data, padding.PKCS1v15(), digest)
+    elif sig_oid in _ECDSA and isinstance(public_key, ec.EllipticCurvePublicKey):
+        public_key.verify(signature, data, ec.ECDSA(digest))
+    else:
+        raise ValueError(f"signature algorithm {sig_oid} does not fit the signer's key")

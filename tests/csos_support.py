@@ -1,0 +1,69 @@
+"""Shared test material for the CSOS verification tests: a PKI, signers, orders.
+
+Keys are generated while the tests run; no key is committed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from config.settings import VerificationSettings
+from connectors.catalog import Catalog, Product
+from connectors.demo_pki import DemoPKI, Identity
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+T1 = datetime(2027, 1, 1, tzinfo=UTC)
+SIGNED = datetime(2025, 3, 4, 14, 22, 5, tzinfo=UTC)
+PURCHASER = "BP1234563"
+SUPPLIER = "RS7654329"
+
+OXY = "99901-0103-01"  # schedule 2 (narcotic)
+AMPH = "99902-0101-01"  # schedule 2N
+ALPRAZ = "99903-0101-01"  # schedule 4
+
+
+def catalog() -> Catalog:
+    def p(ndc: str, schedule: str, family: str) -> Product:
+        return Product(ndc, f"{family} test", "0000", family, schedule, 100, 1.0, 0.0)
+
+    items = [p(OXY, "2", "oxycodone"), p(AMPH, "2N", "amphetamine"), p(ALPRAZ, "4", "alprazolam")]
+    return Catalog({i.ndc: i for i in items})
+
+
+@lru_cache(maxsize=1)
+def pki() -> DemoPKI:
+    return DemoPKI.create(T0, T1, seed=11)
+
+
+@lru_cache(maxsize=8)
+def signer(
+    schedules: tuple[str, ...] = ("2", "2N", "4"),
+    key_type: str = "rsa",
+    dea: str = PURCHASER,
+) -> Identity:
+    return pki().issue_registrant(dea, "Main St Pharmacy", schedules, T0, T1, key_type=key_type)
+
+
+def order(**changes) -> dict:
+    data = {
+        "order_number": "25X00A123",
+        "form": "csos",
+        "signed_at": SIGNED.isoformat().replace("+00:00", "Z"),
+        "purchaser": {"dea_number": PURCHASER, "name": "Main St Pharmacy", "address": "1 Main"},
+        "supplier": {"dea_number": SUPPLIER, "name": "Example Wholesale", "address": "9 Depot"},
+        "lines": [
+            {"line": 1, "ndc": OXY, "product": "Oxy 30", "package_quantity": 100, "packages": 2}
+        ],
+    }
+    data.update(changes)
+    return data
+
+
+def payload(**changes) -> bytes:
+    return json.dumps(order(**changes)).encode()
+
+
+def settings(**changes) -> VerificationSettings:
+    return VerificationSettings(**changes)
