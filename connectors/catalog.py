@@ -72,7 +72,9 @@ class Catalog:
     def load(cls, path: str | Path) -> Catalog:
         path = Path(path)
         if not path.is_file():
-            raise CatalogError(f"catalog file {path} does not exist: set [catalog] path or --catalog")
+            raise CatalogError(
+                f"catalog file {path} does not exist: set [catalog] path or --catalog"
+            )
         with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             missing = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]

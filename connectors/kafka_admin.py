@@ -62,8 +62,10 @@ async def ensure_topics(
         missing = [n for n in names if n not in existing]
         if missing:
             await admin.create_topics(
-                [NewTopic(n, num_partitions=partitions, replication_factor=replication)
-                 for n in missing]
+                [
+                    NewTopic(n, num_partitions=partitions, replication_factor=replication)
+                    for n in missing
+                ]
             )
     finally:
         await admin.close()

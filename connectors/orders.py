@@ -111,7 +111,9 @@ def _line(obj: Any, index: int) -> OrderLine:
     if not raw_ndc and not product:
         raise Rejected(RejectReason.MISSING_FIELD, f"{where} has neither ndc nor product")
     if not raw_ndc:
-        raise Rejected(RejectReason.UNKNOWN_NDC, f"{where} has no NDC; product-name matching is off")
+        raise Rejected(
+            RejectReason.UNKNOWN_NDC, f"{where} has no NDC; product-name matching is off"
+        )
     try:
         ndc = normalize_ndc(raw_ndc)
     except ValueError as exc:

@@ -44,8 +44,16 @@ class EmbeddedBroker:
         addr = f"tcp://127.0.0.1:{self.port}"
         out = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [binary, "broker", "--listener-url", addr, "--advertised-listener-url", addr,
-             "--storage-engine", "memory://tansu/"],
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                addr,
+                "--advertised-listener-url",
+                addr,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 
@@ -32,6 +34,242 @@ def settings_from(config_path: str | None, **overrides: dict) -> Settings:
 @click.version_option(package_name="som")
 def main() -> None:
     """som: suspicious order monitoring for DEA controlled-substance distributors."""
+
+
+def trust_options(func):
+    """The trust options shared by verify, replay and train (DESIGN.md 3.5)."""
+    opts = [
+        click.option(
+            "--trust-dir", type=click.Path(file_okay=False), help="Trust anchors (PEM/DER)."
+        ),
+        click.option(
+            "--intermediates-dir",
+            type=click.Path(file_okay=False),
+            help="Intermediate CA certificates.",
+        ),
+        click.option("--crl-dir", type=click.Path(file_okay=False), help="CRL files."),
+        click.option(
+            "--catalog",
+            "catalog_path",
+            type=click.Path(dir_okay=False),
+            help="Product catalog CSV.",
+        ),
+        click.option("--supplier-dea", help="Our DEA number; orders to others are rejected."),
+        click.option("--at", "at_time", help="ISO-8601 time to judge expiry and age against."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def parse_at(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 time", param_hint="--at") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def trust_overrides(trust_dir, intermediates_dir, crl_dir, catalog_path, supplier_dea) -> dict:
+    def absolute(p):
+        return str(Path(p).resolve()) if p else None
+
+    for flag, value in (
+        ("--trust-dir", trust_dir),
+        ("--intermediates-dir", intermediates_dir),
+        ("--crl-dir", crl_dir),
+    ):
+        if value and not Path(value).is_dir():
+            raise click.BadParameter(f"directory {value} does not exist", param_hint=flag)
+    if catalog_path and not Path(catalog_path).is_file():
+        raise click.BadParameter(f"file {catalog_path} does not exist", param_hint="--catalog")
+    return {
+        "verification": {
+            "trust_dir": absolute(trust_dir),
+            "intermediates_dir": absolute(intermediates_dir),
+            "crl_dir": absolute(crl_dir),
+            "supplier_dea": supplier_dea,
+        },
+        "catalog": {"path": absolute(catalog_path)},
+    }
+
+
+def load_pipeline(settings: Settings, judge_at: datetime | None = None):
+    """Build the core, turning missing or bad files into a message that names them."""
+    from engine.pipeline import build_pipeline
+
+    try:
+        return build_pipeline(settings, judge_at)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot start: {exc}") from None
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--broker", help="Kafka URL, e.g. kafka://host:9092 (overrides [kafka] broker).")
+@click.option("--web-port", type=int, help="Port for /metrics and health (default 6066).")
+@click.option("--partitions", type=int, help="Partitions of every som topic.")
+@click.option("--app-id", help="Consumer group id and changelog prefix.")
+@click.option(
+    "--loglevel",
+    default="warning",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def worker(config_path, broker, web_port, partitions, app_id, loglevel) -> None:
+    """Run a stream worker: orders.signed -> decisions / orders.rejected."""
+    import asyncio
+
+    import faust
+
+    from connectors.kafka_admin import TopicError, ensure_topics
+    from engine.stream import create_app
+
+    settings = settings_from(
+        config_path,
+        kafka={"broker": broker, "partitions": partitions, "app_id": app_id},
+        web={"port": web_port},
+    )
+    pipeline = load_pipeline(settings)
+    k = settings.kafka
+    try:
+        asyncio.run(
+            ensure_topics(
+                k.broker,
+                [
+                    k.input_topic,
+                    k.rekey_topic,
+                    k.decisions_topic,
+                    k.rejected_topic,
+                    f"{k.app_id}-profiles-changelog",
+                ],
+                k.partitions,
+                k.replication_factor,
+            )
+        )
+    except TopicError as exc:
+        raise click.ClickException(str(exc)) from None
+    app = create_app(settings, pipeline)
+    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+@main.command("replay")
+@click.argument("feed", type=click.Path(dir_okay=False))
+@CONFIG_OPTION
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    help="Decisions as JSON lines (default: standard output).",
+)
+@click.option(
+    "--rejected",
+    "rejected_path",
+    type=click.Path(dir_okay=False),
+    help="Rejections as JSON lines (default: beside --out).",
+)
+@click.option(
+    "--models",
+    "models_dir",
+    type=click.Path(file_okay=False),
+    help="Trained model artifacts (som train).",
+)
+@trust_options
+def replay_cmd(
+    feed,
+    config_path,
+    out_path,
+    rejected_path,
+    models_dir,
+    trust_dir,
+    intermediates_dir,
+    crl_dir,
+    catalog_path,
+    supplier_dea,
+    at_time,
+) -> None:
+    """Replay a feed file through the core, in-process, and write decisions."""
+    import json
+
+    from connectors.feed import read_feed
+    from engine.replay import default_rejections_path, replay
+
+    if not Path(feed).is_file():
+        raise click.BadParameter(f"feed file {feed} does not exist", param_hint="FEED")
+    overrides = trust_overrides(trust_dir, intermediates_dir, crl_dir, catalog_path, supplier_dea)
+    overrides["verification"]["time_rules_at"] = "signed"  # a feed is history
+    if models_dir:
+        overrides["scoring"] = {"models_dir": str(Path(models_dir).resolve())}
+    settings = settings_from(config_path, **overrides)
+    pipeline = load_pipeline(settings, parse_at(at_time))
+    if out_path and not rejected_path:
+        rejected_path = default_rejections_path(out_path)
+    dec = open(out_path, "wb") if out_path else sys.stdout.buffer  # noqa: SIM115
+    rej = open(rejected_path, "wb") if rejected_path else None  # noqa: SIM115
+    try:
+        summary = replay(pipeline, read_feed(feed), dec, rej)
+    finally:
+        if out_path:
+            dec.close()
+        if rej:
+            rej.close()
+    click.echo(json.dumps(summary.__dict__), err=True)
+
+
+@main.command()
+@click.option("--port", type=int, default=9092, show_default=True, help="Loopback port.")
+def broker(port) -> None:
+    """Run the embedded Kafka-protocol broker (Tansu, memory only) until Ctrl-C."""
+    import time
+
+    from connectors.tansu import EmbeddedBroker
+
+    with EmbeddedBroker(port) as b:
+        click.echo(f"broker listening: {b.url} (memory storage; Ctrl-C stops it)")
+        try:
+            while b.proc and b.proc.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+
+
+@main.command()
+@click.option(
+    "--duration",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds to run before stopping cleanly.",
+)
+@click.option(
+    "--web-port", type=int, default=6066, show_default=True, help="Worker port serving /metrics."
+)
+@click.option("--registrants", type=int, default=150, show_default=True)
+@click.option("--days", type=int, default=120, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option(
+    "--rate",
+    type=float,
+    default=0.0,
+    help="Orders per second to publish (0 = spread the feed over the duration).",
+)
+@click.option("--workdir", type=click.Path(file_okay=False), help="Where to keep the demo feed.")
+def demo(duration, web_port, registrants, days, seed, rate, workdir) -> None:
+    """Embedded broker + worker + generated feed, with live progress and holds."""
+    from engine.demo import run_demo
+
+    code = run_demo(
+        duration=duration,
+        web_port=web_port,
+        registrants=registrants,
+        days=days,
+        seed=seed,
+        rate=rate,
+        workdir=workdir,
+    )
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,9 +7,8 @@ every order, held or released, so a release is as defensible as a hold.
 
 from __future__ import annotations
 
-from models.base import Finding
-
 from engine.records import Reason
+from models.base import Finding
 
 __all__ = ["decide", "HOLD", "RELEASE"]
 

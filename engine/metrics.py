@@ -16,7 +16,9 @@ class EngineMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
-        self.received = Counter("som_orders_received", "Messages read from the input topic", registry=r)
+        self.received = Counter(
+            "som_orders_received", "Messages read from the input topic", registry=r
+        )
         self.rejected = Counter(
             "som_orders_rejected", "Messages rejected, by reason code", ["reason"], registry=r
         )
@@ -33,11 +35,16 @@ class EngineMetrics:
             registry=r,
         )
         self.verify_seconds = Histogram(
-            "som_verify_seconds", "Verification time per message", buckets=_STAGE_BUCKETS, registry=r
+            "som_verify_seconds",
+            "Verification time per message",
+            buckets=_STAGE_BUCKETS,
+            registry=r,
         )
         self.score_seconds = Histogram(
-            "som_score_seconds", "Profile, score and decide time per order",
-            buckets=_STAGE_BUCKETS, registry=r,
+            "som_score_seconds",
+            "Profile, score and decide time per order",
+            buckets=_STAGE_BUCKETS,
+            registry=r,
         )
         self.registrants = Gauge(
             "som_registrants_tracked", "Registrant profiles held by this worker", registry=r

@@ -58,8 +58,16 @@ def _iso(ts: float) -> str:
 class Pipeline:
     """One message in, exactly one Decision or Rejection out."""
 
-    def __init__(self, settings: Settings, catalog: Catalog, verifier: Verifier, scorers: list):
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        verifier: Verifier,
+        scorers: list,
+        judge_at: datetime | None = None,
+    ):
         self.settings = settings
+        self.judge_at = judge_at  # a fixed "now" for time rules (``--at``)
         self.catalog = catalog
         self.verifier = verifier
         self.scorers = scorers
@@ -68,7 +76,12 @@ class Pipeline:
         self._judge_at_receipt = settings.verification.time_rules_at == "received"
 
     def verify(self, raw: bytes, received: Received) -> VerifiedOrder | Rejection:
-        now = datetime.fromtimestamp(received.ts, UTC) if self._judge_at_receipt else None
+        if self.judge_at is not None:
+            now = self.judge_at
+        elif self._judge_at_receipt:
+            now = datetime.fromtimestamp(received.ts, UTC)
+        else:
+            now = None
         try:
             return self.verifier.verify(raw, now)
         except Rejected as exc:
@@ -168,7 +181,7 @@ def _scorer_version(scorer) -> str:
     return f"{scorer.name}-{tag}"
 
 
-def build_pipeline(settings: Settings) -> Pipeline:
+def build_pipeline(settings: Settings, judge_at: datetime | None = None) -> Pipeline:
     """Load the catalog and trust material named in ``settings`` and wire the core."""
     catalog = Catalog.load(settings.resolve(settings.catalog.path))
     base = Path(settings.source).parent if not settings.source.startswith("<") else None
@@ -182,4 +195,4 @@ def build_pipeline(settings: Settings) -> Pipeline:
             sc.formula_min_history_days,
         )
     ]
-    return Pipeline(settings, catalog, verifier, scorers)
+    return Pipeline(settings, catalog, verifier, scorers, judge_at)

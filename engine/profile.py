@@ -111,8 +111,10 @@ class FamilyHistory:
     def rebuild(self) -> None:
         """Recompute rolling sums from buckets (after loading state)."""
         self._anchor = None
-        sums = {w: self.window(self.last_day, w) if self.last_day is not None else _ZERO
-                for w in WINDOWS}
+        sums = {
+            w: self.window(self.last_day, w) if self.last_day is not None else _ZERO
+            for w in WINDOWS
+        }
         self._anchor = self.last_day
         for w, s in self._sums.items():
             s[:] = sums[w]
@@ -145,7 +147,11 @@ class RegistrantProfile:
         return hit[1] if hit else None
 
     def apply(
-        self, order_number: str, day: int, digest: str, amounts: list[tuple[str, float, float, float]]
+        self,
+        order_number: str,
+        day: int,
+        digest: str,
+        amounts: list[tuple[str, float, float, float]],
     ) -> None:
         """Add one order's (family, units, grams, mme) amounts; remember its identity."""
         for family, units, grams, mme in amounts:

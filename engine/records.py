@@ -148,8 +148,17 @@ def dumps(record: Rejection | Decision) -> bytes:
 def decision_from_dict(d: dict[str, Any]) -> Decision:
     """Rebuild a Decision from its record (to re-emit it unchanged on redelivery)."""
     known = {
-        "order_number", "purchaser_dea", "decision", "form", "signed_at", "scores", "reasons",
-        "model_version", "config_version", "decided_at", "latency_ms",
+        "order_number",
+        "purchaser_dea",
+        "decision",
+        "form",
+        "signed_at",
+        "scores",
+        "reasons",
+        "model_version",
+        "config_version",
+        "decided_at",
+        "latency_ms",
     }
     return Decision(
         order_number=d["order_number"],

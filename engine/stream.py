@@ -64,7 +64,7 @@ class _TableProfiles:
 def create_app(
     settings: Settings, pipeline: Pipeline | None = None, metrics: EngineMetrics | None = None
 ) -> faust.App:
-    """A Faust app running the core; start it with ``faust.Worker(app).execute_from_commandline()``."""
+    """A Faust app running the core; ``som worker`` starts it with ``faust.Worker``."""
     k = settings.kafka
     pipeline = pipeline or build_pipeline(settings)
     metrics = metrics or EngineMetrics()
@@ -88,14 +88,18 @@ def create_app(
         web_enabled=settings.web.port > 0,
         web_port=settings.web.port or 6066,
     )
-    signed = app.topic(k.input_topic, value_serializer="raw", key_serializer="raw",
-                       partitions=k.partitions)
-    rekeyed = app.topic(k.rekey_topic, value_serializer="raw", key_serializer="raw",
-                        partitions=k.partitions)
-    decisions = app.topic(k.decisions_topic, value_serializer="raw", key_serializer="raw",
-                          partitions=k.partitions)
-    rejected = app.topic(k.rejected_topic, value_serializer="raw", key_serializer="raw",
-                         partitions=k.partitions)
+    signed = app.topic(
+        k.input_topic, value_serializer="raw", key_serializer="raw", partitions=k.partitions
+    )
+    rekeyed = app.topic(
+        k.rekey_topic, value_serializer="raw", key_serializer="raw", partitions=k.partitions
+    )
+    decisions = app.topic(
+        k.decisions_topic, value_serializer="raw", key_serializer="raw", partitions=k.partitions
+    )
+    rejected = app.topic(
+        k.rejected_topic, value_serializer="raw", key_serializer="raw", partitions=k.partitions
+    )
     table = app.Table(
         "profiles",
         default=None,
@@ -139,9 +143,7 @@ def create_app(
                 emit(verified, msg.key, received)
                 continue
             dea = verified.order.purchaser.dea_number
-            if not rekey_pass and (
-                msg.key != dea.encode() or msg.partition != home_partition(dea)
-            ):
+            if not rekey_pass and (msg.key != dea.encode() or msg.partition != home_partition(dea)):
                 rekeyed.send_soon(
                     key=dea.encode(),
                     value=raw,

@@ -1,0 +1,234 @@
+"""``som demo``: the whole product on one machine, for a first look.
+
+Starts the embedded broker and a ``som worker`` subprocess, publishes a
+generated signed feed keyed by purchaser DEA number, follows ``decisions`` and
+``orders.rejected``, shows a live progress line and every HOLD with its
+reasons, and stops everything cleanly after ``--duration`` or on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from config import load_settings
+from connectors.feed import read_feed
+from connectors.kafka_admin import ensure_topics
+from connectors.tansu import EmbeddedBroker
+from engine.keys import purchaser_key
+
+__all__ = ["run_demo"]
+
+
+def _mask(dea: str | None) -> str:
+    """Registrant identity stays out of console logs: keep type letter and check digit."""
+    return f"{dea[:2]}*****{dea[-2:]}" if dea and len(dea) == 9 else "?"
+
+
+def _workdir(workdir: str | None, seed: int, registrants: int, days: int) -> Path:
+    if workdir:
+        return Path(workdir)
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "som"
+    return cache / f"demo-s{seed}-r{registrants}-d{days}"
+
+
+def _ensure_feed(work: Path, seed: int, registrants: int, days: int) -> None:
+    if (work / "feed.jsonl").is_file() and (work / "som.toml").is_file():
+        return
+    from connectors.synthetic import generate
+
+    print(f"generating a signed demo feed in {work} ...", flush=True)
+    summary = generate(work, seed=seed, registrants=registrants, days=days)
+    print(f"  {summary.get('orders', '?')} orders, anomalies {summary.get('anomalies', {})}")
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.decisions = 0
+        self.holds = Counter()
+        self.rejections = Counter()
+        self.sent = 0
+        self.t0 = time.monotonic()
+
+    @property
+    def done(self) -> int:
+        return self.decisions + sum(self.rejections.values())
+
+    def line(self) -> str:
+        dt = max(time.monotonic() - self.t0, 1e-6)
+        return (
+            f"sent {self.sent:>6}  decided {self.done:>6} ({self.done / dt:6.0f}/s)  "
+            f"holds {sum(self.holds.values()):>4}  rejections {sum(self.rejections.values()):>3}"
+        )
+
+
+async def _produce(bootstrap: str, topic: str, messages: list[bytes], rate: float, tally: _Tally):
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        start = time.monotonic()
+        pending = []
+        for i, raw in enumerate(messages):
+            pending.append(await producer.send(topic, raw, key=purchaser_key(raw)))
+            tally.sent = i + 1
+            if rate > 0:
+                ahead = (i + 1) / rate - (time.monotonic() - start)
+                if ahead > 0:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+                    await asyncio.sleep(ahead)
+            elif len(pending) >= 500:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def _follow(bootstrap: str, topics: list[str], decisions_topic: str, tally: _Tally):
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            for tp, records in batch.items():
+                for rec in records:
+                    body = json.loads(rec.value)
+                    if tp.topic != decisions_topic:
+                        tally.rejections[body["reason"]] += 1
+                        continue
+                    tally.decisions += 1
+                    if body["decision"] == "HOLD":
+                        first = body["reasons"][0]
+                        tally.holds[first["code"]] += 1
+                        why = "; ".join(f"{r['code']}: {r['detail']}" for r in body["reasons"])
+                        _print(
+                            f"HOLD {body['order_number']} purchaser {_mask(body['purchaser_dea'])}"
+                            f" signed {body['signed_at'][:10]}  {why}"
+                        )
+    finally:
+        await consumer.stop()
+
+
+_status = {"line": ""}
+
+
+def _print(text: str) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[2K")
+    print(text, flush=True)
+    if sys.stderr.isatty() and _status["line"]:
+        sys.stderr.write(_status["line"])
+        sys.stderr.flush()
+
+
+async def _demo(work: Path, broker: EmbeddedBroker, duration: float, web_port: int, rate: float):
+    settings = load_settings(work / "som.toml")
+    k = settings.kafka
+    topics = [
+        k.input_topic,
+        k.rekey_topic,
+        k.decisions_topic,
+        k.rejected_topic,
+        "som-demo-profiles-changelog",
+    ]
+    await ensure_topics(broker.url, topics, k.partitions)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "worker",
+            "--config",
+            str(work / "som.toml"),
+            "--broker",
+            broker.url,
+            "--web-port",
+            str(web_port),
+            "--app-id",
+            "som-demo",
+        ],
+        stdout=(work / "worker.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    print(
+        f"worker started; metrics at http://127.0.0.1:{web_port}/metrics; "
+        f"log in {work / 'worker.log'}",
+        flush=True,
+    )
+    messages = list(read_feed(work / "feed.jsonl"))
+    if rate <= 0:
+        rate = len(messages) / max(duration * 0.6, 1.0)
+    tally = _Tally()
+    tasks = [
+        asyncio.create_task(_produce(broker.bootstrap, k.input_topic, messages, rate, tally)),
+        asyncio.create_task(
+            _follow(
+                broker.bootstrap, [k.decisions_topic, k.rejected_topic], k.decisions_topic, tally
+            )
+        ),
+    ]
+    deadline = time.monotonic() + duration
+    last_plain = 0.0
+    try:
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            if worker.poll() is not None:
+                print(f"\nworker exited with code {worker.returncode}; see {work / 'worker.log'}")
+                return 1
+            _status["line"] = tally.line()
+            if sys.stderr.isatty():
+                sys.stderr.write("\r\x1b[2K" + _status["line"])
+                sys.stderr.flush()
+            elif time.monotonic() - last_plain > 5:
+                print(_status["line"], flush=True)
+                last_plain = time.monotonic()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    print("\n" + tally.line())
+    print(f"holds by first reason: {dict(tally.holds)}")
+    print(f"rejections by reason: {dict(tally.rejections)}")
+    accounted = tally.done == tally.sent
+    print(f"every published message accounted for: {accounted} ({tally.done}/{tally.sent})")
+    return 0
+
+
+def run_demo(
+    *,
+    duration: float,
+    web_port: int,
+    registrants: int,
+    days: int,
+    seed: int,
+    rate: float,
+    workdir: str | None,
+) -> int:
+    work = _workdir(workdir, seed, registrants, days)
+    work.mkdir(parents=True, exist_ok=True)
+    _ensure_feed(work, seed, registrants, days)
+    with EmbeddedBroker(log_path=work / "broker.log") as broker:
+        print(f"embedded broker at {broker.url}", flush=True)
+        try:
+            return asyncio.run(_demo(work, broker, duration, web_port, rate))
+        except KeyboardInterrupt:
+            print("\ninterrupted; stopped cleanly")
+            return 0
