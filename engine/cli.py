@@ -272,5 +272,42 @@ def demo(duration, web_port, registrants, days, seed, rate, workdir) -> None:
     sys.exit(code)
 
 
+
+def _dea_flag(ctx, param, value: str | None) -> str | None:
+    from connectors.identifiers import dea_number_valid
+
+    if value is not None and not dea_number_valid(value.upper()):
+        raise click.BadParameter(f"{value!r} is not a DEA number with a valid check digit")
+    return value.upper() if value else value
+
+
+@main.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder to write the feed, truth, PKI, catalog and som.toml into.")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--registrants", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--days", type=click.IntRange(min=7), default=120, show_default=True)
+@click.option("--start", type=click.DateTime(formats=["%Y-%m-%d"]), default="2025-01-01",
+              show_default=True, help="First day of the feed (UTC).")
+@click.option("--cms-share", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="Share of orders signed as CMS; the rest are JSON envelopes.")
+@click.option("--anomaly-rate", type=click.FloatRange(0.0, 0.5, max_open=True), default=0.01,
+              show_default=True, help="Target share of anomalous orders.")
+@click.option("--bad-messages", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Defective messages to insert, each labelled with its rejection reason.")
+@click.option("--supplier-dea", callback=_dea_flag, default=None,
+              help="Supplier DEA number written into every order (default RL1357929).")
+def generate(out_dir, seed, registrants, days, start, cms_share, anomaly_rate, bad_messages,
+             supplier_dea) -> None:
+    """Write a signed, labelled synthetic order feed (DESIGN.md 3.5)."""
+    from connectors.synthetic.generate import generate as run
+    from connectors.synthetic.outputs import format_summary
+
+    extra = {"supplier_dea": supplier_dea} if supplier_dea else {}
+    summary = run(out_dir, seed=seed, registrants=registrants, days=days, start=start.date(),
+                  cms_share=cms_share, anomaly_rate=anomaly_rate, bad_messages=bad_messages,
+                  **extra)
+    click.echo(format_summary(summary))
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

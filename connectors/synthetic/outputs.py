@@ -19,7 +19,14 @@ from pathlib import Path
 
 from config.settings import DEFAULT_CONFIG
 
-__all__ = ["feed_config", "write_config", "write_jsonl", "copy_catalog", "FEED_KEYS"]
+__all__ = [
+    "feed_config",
+    "write_config",
+    "write_jsonl",
+    "copy_catalog",
+    "format_summary",
+    "FEED_KEYS",
+]
 
 FEED_KEYS = {
     "supplier_dea": None,  # filled with the feed's supplier
@@ -63,3 +70,25 @@ def copy_catalog(source: Path, out_dir: Path) -> Path:
     target = out_dir / "catalog.csv"
     shutil.copyfile(source, target)
     return target
+
+
+def format_summary(summary: dict) -> str:
+    """The few lines ``som generate`` prints.
+
+    >>> print(format_summary({"out_dir": "d", "orders": 10, "messages": 11, "registrants": 2,
+    ...     "cms_messages": 5, "bad_messages": 1, "anomalous_orders": 1,
+    ...     "anomalies": {"size_spike": 1}, "files": ["feed.jsonl"]}))
+    wrote d: 11 messages (10 orders from 2 registrants, 5 CMS, 1 bad)
+    anomalous orders: 1 (10.00%): size_spike 1
+    files: feed.jsonl
+    """
+    orders = max(summary["orders"], 1)
+    kinds = ", ".join(f"{k} {v}" for k, v in summary["anomalies"].items())
+    return "\n".join([
+        f"wrote {summary['out_dir']}: {summary['messages']} messages ({summary['orders']} orders "
+        f"from {summary['registrants']} registrants, {summary['cms_messages']} CMS, "
+        f"{summary['bad_messages']} bad)",
+        f"anomalous orders: {summary['anomalous_orders']} "
+        f"({100 * summary['anomalous_orders'] / orders:.2f}%): {kinds}",
+        "files: " + " ".join(summary["files"]),
+    ])
