@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from connectors.der import DerError, children, der_time, elements, expect, oid_str
+from connectors.der import DerError, der_time, expect, kids, oid_str
 
 __all__ = ["CmsParts", "CmsError", "parse_cms", "parse_cms_lean", "parse_cms_asn1crypto"]
 
@@ -67,22 +67,24 @@ def parse_cms_lean(b: bytes) -> CmsParts:
         raise DerError("ContentInfo is not signedData")
     s0, e0 = expect(b, oe, 0xA0, e)
     sds, sde = expect(b, s0, 0x30, e0)
-    items = list(children(b, sds, sde))
+    items = kids(b, sds, sde)
     if len(items) < 4 or items[0][0] != 0x02 or items[1][0] != 0x31 or items[2][0] != 0x30:
         raise DerError("SignedData layout")
     ct, content = _encap(b, items[2][1], items[2][2])
     certs: list[bytes] = []
     rest = items[3:]
     if rest and rest[0][0] == 0xA0:
-        for tag, pos, _, ce in elements(b, rest[0][1], rest[0][2]):
+        pos = rest[0][1]
+        for tag, _, ce in kids(b, rest[0][1], rest[0][2]):
             if tag == 0x30:
                 certs.append(b[pos:ce])
+            pos = ce
         rest = rest[1:]
     if rest and rest[0][0] == 0xA1:
         rest = rest[1:]
     if len(rest) != 1 or rest[0][0] != 0x31:
         raise DerError("signerInfos missing")
-    signers = list(children(b, rest[0][1], rest[0][2]))
+    signers = kids(b, rest[0][1], rest[0][2])
     if len(signers) != 1 or signers[0][0] != 0x30:
         raise DerError(f"expected exactly one SignerInfo, found {len(signers)}")
     return _signer(b, signers[0][1], signers[0][2], ct, content, tuple(certs))
@@ -105,14 +107,13 @@ def _alg(b: bytes, s: int, e: int) -> str:
 def _signer(
     b: bytes, s: int, e: int, ct: str, content: bytes, certs: tuple[bytes, ...]
 ) -> CmsParts:
-    spans = list(elements(b, s, e))
-    items = [(t, s0, e0) for t, _, s0, e0 in spans]
+    items = kids(b, s, e)
     if len(items) < 5 or items[0][0] != 0x02:
         raise DerError("SignerInfo layout")
     issuer = serial = ski = None
     tag, ss, se = items[1]
     if tag == 0x30:
-        parts = list(children(b, ss, se))
+        parts = kids(b, ss, se)
         if len(parts) != 2 or parts[0][0] != 0x30 or parts[1][0] != 0x02:
             raise DerError("IssuerAndSerialNumber layout")
         issuer = b[ss : parts[0][2]]
@@ -128,7 +129,7 @@ def _signer(
     attrs = md = act = when = None
     if rest[0][0] == 0xA0:
         _, as_, ae = rest[0]
-        attrs = b"\x31" + b[spans[3][1] + 1 : ae]
+        attrs = b"\x31" + b[items[2][2] + 1 : ae]  # from the [0] tag, which follows item 2
         md, act, when = _attributes(b, as_, ae)
         rest = rest[1:]
     if len(rest) < 2 or rest[0][0] != 0x30 or rest[1][0] != 0x04:
@@ -152,13 +153,13 @@ def _signer(
 
 def _attributes(b: bytes, s: int, e: int) -> tuple[bytes | None, str | None, datetime | None]:
     md = act = when = None
-    for tag, a_s, a_e in children(b, s, e):
+    for tag, a_s, a_e in kids(b, s, e):
         if tag != 0x30:
             raise DerError("Attribute is not a SEQUENCE")
         os_, oe = expect(b, a_s, 0x06, a_e)
         oid = oid_str(b[os_:oe])
         vs, ve = expect(b, oe, 0x31, a_e)
-        values = list(children(b, vs, ve))
+        values = kids(b, vs, ve)
         if oid in (MESSAGE_DIGEST_ATTR, CONTENT_TYPE_ATTR, SIGNING_TIME_ATTR) and len(values) != 1:
             raise DerError(f"attribute {oid} must have exactly one value")
         if not values:

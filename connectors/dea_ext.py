@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from cryptography import x509
 
@@ -40,6 +41,8 @@ __all__ = [
     "dea_hash",
     "dea_matches",
     "schedule_authorized",
+    "DeaExtensions",
+    "read_extensions",
 ]
 
 DEA_NUMBER_OID = x509.ObjectIdentifier("2.16.840.1.101.3.5.3")
@@ -127,3 +130,27 @@ def schedule_authorized(product_schedule: str, cert_schedules: frozenset[str] | 
     DEA registration lists them separately. Schedule I is never orderable here.
     """
     return product_schedule in SCHEDULE_BITS and product_schedule in cert_schedules
+
+
+@dataclass(frozen=True, slots=True)
+class DeaExtensions:
+    """What a purchaser certificate says about its holder (None: extension absent or bad)."""
+
+    dea_value: str | None
+    subject_serial: str
+    schedules: frozenset[str] | None
+
+
+def read_extensions(cert: x509.Certificate) -> DeaExtensions:
+    """Read the DEA extensions and the subject serialNumber once per certificate."""
+    values: dict[x509.ObjectIdentifier, bytes] = {}
+    for ext in cert.extensions:
+        if ext.oid in (DEA_NUMBER_OID, SCHEDULES_OID):
+            values[ext.oid] = getattr(ext.value, "value", b"")
+    serials = cert.subject.get_attributes_for_oid(x509.NameOID.SERIAL_NUMBER)
+    raw_dea, raw_sched = values.get(DEA_NUMBER_OID), values.get(SCHEDULES_OID)
+    return DeaExtensions(
+        dea_value=decode_dea_number(raw_dea) if raw_dea is not None else None,
+        subject_serial=str(serials[0].value) if serials else "",
+        schedules=decode_schedules(raw_sched) if raw_sched is not None else None,
+    )

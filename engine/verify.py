@@ -1,11 +1,13 @@
 """The verify stage: raw message bytes -> ``VerifiedOrder`` or ``Rejected``.
 
-Implements the supplier's checks of 21 CFR 1305.22 and 1311.50 that do not need
-purchaser history: signature, chain, revocation, DEA extensions, supplier,
-catalog and time rules. (Duplicate orders need history and live in the
-profile stage.) Per-order work is one signature check plus dictionary
-lookups: certificates, chains and CRLs are cached, and no file is read per
-order.
+Implements the supplier's checks of 21 CFR 1305.22 and 1311.50 that need no
+purchaser history, in the order a reviewer reads them: size, envelope and
+signature, order fields, paper rules, order age, certificate path at the
+signing date, revocation before the signing date, the DEA number and
+schedules in the certificate, supplier, catalog. (Duplicate orders need history
+and live in the profile stage.) Per order the work is one signature check and
+dictionary lookups: certificates, paths, extensions and CRLs are cached, and the
+only file-system call is a CRL-directory ``scandir`` at most once a second.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from config.settings import VerificationSettings
+from config.settings import ConfigError, VerificationSettings
 from connectors.catalog import Catalog
+from connectors.crls import CrlStore
+from connectors.dea_ext import DeaExtensions, dea_matches, read_extensions, schedule_authorized
 from connectors.envelope import SignedMessage, open_envelope
 from connectors.orders import Order, parse_order
+from connectors.trust import Chain, TrustError, TrustStore
 from engine.records import Rejected, RejectReason, raw_sha256
 
 __all__ = ["VerifiedOrder", "Verifier"]
@@ -35,7 +40,11 @@ class VerifiedOrder:
 
 
 class Verifier:
-    """Holds the trust material and settings; ``verify`` is the per-order call."""
+    """Holds trust material and settings; ``verify`` is the per-order call.
+
+    ``stats`` holds counters a metrics layer can export (verified, rejected,
+    per-reason ``rejected.<reason>``, chain cache hits/misses, CRL warnings).
+    """
 
     def __init__(
         self,
@@ -49,24 +58,40 @@ class Verifier:
         self.stats: dict[str, int] = {"verified": 0, "rejected": 0}
         self._skew = timedelta(seconds=settings.max_future_skew_s)
         self._max_age = timedelta(days=settings.order_max_age_days)
+        self._ext: dict[str, DeaExtensions] = {}
+        try:
+            self.trust = TrustStore.from_dirs(
+                self.resolve(settings.trust_dir), self.resolve(settings.intermediates_dir)
+            )
+            crl_dir = self.resolve(settings.crl_dir)
+            self.crls = CrlStore(crl_dir, self.trust.cas) if crl_dir else None
+        except (TrustError, ValueError) as exc:
+            raise ConfigError(f"verification: {exc}") from None
 
-    def resolve(self, relative: str) -> Path:
-        """A configured path, relative to ``base_dir`` when one was given."""
+    def resolve(self, relative: str) -> Path | None:
+        """A configured path, relative to ``base_dir`` when one was given; None if unset."""
+        if not relative:
+            return None
         p = Path(relative).expanduser()
         if p.is_absolute() or self.base_dir is None:
             return p
         return self.base_dir / p
 
+    def _count(self, key: str) -> None:
+        self.stats[key] = self.stats.get(key, 0) + 1
+
     def verify(self, raw: bytes, now: datetime | None = None) -> VerifiedOrder:
-        """Every check, in the order a reviewer would expect; raises ``Rejected``.
+        """Every check; raises ``Rejected`` with order number and purchaser where known.
 
         ``now=None`` judges time rules as of the order's signing time (replay of
-        history); otherwise they are judged at ``now``.
+        history); otherwise order age and CRL freshness are judged at ``now``.
+        Certificate validity and revocation are always judged at the signing date.
         """
         try:
             result = self._verify(raw, now)
-        except Rejected:
+        except Rejected as exc:
             self.stats["rejected"] += 1
+            self._count(f"rejected.{exc.reason}")
             raise
         self.stats["verified"] += 1
         return result
@@ -101,6 +126,15 @@ class Verifier:
                 raise Rejected(RejectReason.BAD_SIGNATURE, "unsigned CSOS order")
             if not s.allow_paper:
                 raise Rejected(RejectReason.PAPER_NOT_ALLOWED, "paper DEA Form 222 orders are off")
+        if now is not None:
+            self._check_age(order, now if now.tzinfo else now.replace(tzinfo=UTC))
+        if message.signer_info is not None:
+            if s.require_chain:
+                chain = self.trust.chain(message.signer_info, message.chain_info, order.signed_at)
+                self._check_revocation(chain, order.signed_at, now or order.signed_at)
+            else:
+                self._count("chain_unchecked")
+            self._check_extensions(message, order)
         if s.supplier_dea and order.supplier.dea_number != s.supplier_dea.upper():
             raise Rejected(
                 RejectReason.WRONG_SUPPLIER,
@@ -113,17 +147,91 @@ class Verifier:
                     RejectReason.UNKNOWN_NDC,
                     f"line {line.line}: NDC {line.ndc} is not in the catalog",
                 )
-        if now is not None:
-            now = now if now.tzinfo else now.replace(tzinfo=UTC)
-            if order.signed_at > now + self._skew:
+        if message.signer_info is not None:
+            self._check_schedules(message, order)
+
+    def _check_age(self, order: Order, now: datetime) -> None:
+        s = self.settings
+        if order.signed_at > now + self._skew:
+            raise Rejected(
+                RejectReason.FUTURE_DATED,
+                f"signed_at {order.signed_at.isoformat()} is after {now.isoformat()} "
+                f"plus {s.max_future_skew_s:g} s clock skew",
+            )
+        if now - order.signed_at > self._max_age:
+            raise Rejected(
+                RejectReason.ORDER_EXPIRED,
+                f"signed_at {order.signed_at.isoformat()} is more than "
+                f"{s.order_max_age_days:g} days before {now.isoformat()}",
+            )
+
+    def _check_revocation(self, chain: Chain, signed_at: datetime, ref: datetime) -> None:
+        """Each certificate below the anchor must not be revoked before the signing date."""
+        if self.crls is None:
+            self._count("revocation_unchecked")
+            return
+        self.crls.maybe_reload()
+        for i, info in enumerate(chain.certs[:-1]):
+            entry = self.crls.for_issuer(info.issuer_der, chain.certs[i + 1].cert)
+            if entry is None or entry.stale(ref):
+                if i > 0:  # a CA's own CRL is checked when present, not required
+                    continue
+                what = "no CRL" if entry is None else f"CRL past nextUpdate {entry.next_update}"
+                detail = f"{what} for issuer {chain.certs[1].cert.subject.rfc4514_string()}"
+                if self.settings.stale_crl == "reject":
+                    raise Rejected(RejectReason.CRL_STALE, detail)
+                self._count("crl_stale_warnings")
+                if entry is None:
+                    continue
+            when = entry.revoked.get(info.serial)
+            if when is not None and when <= signed_at:
+                who = "signer certificate" if i == 0 else "CA certificate"
                 raise Rejected(
-                    RejectReason.FUTURE_DATED,
-                    f"signed_at {order.signed_at.isoformat()} is after {now.isoformat()} "
-                    f"plus {s.max_future_skew_s:g} s clock skew",
+                    RejectReason.CERT_REVOKED,
+                    f"{who} serial {info.serial:x} revoked {when.isoformat()}, "
+                    f"before the order was signed {signed_at.isoformat()}",
                 )
-            if now - order.signed_at > self._max_age:
+            if when is not None:
+                self._count("revoked_after_signing")
+
+    def _extensions(self, message: SignedMessage) -> DeaExtensions:
+        info = message.signer_info
+        ext = self._ext.get(info.fingerprint)
+        if ext is None:
+            if len(self._ext) > 65536:
+                self._ext.clear()
+            ext = self._ext[info.fingerprint] = read_extensions(info.cert)
+        return ext
+
+    def _check_extensions(self, message: SignedMessage, order: Order) -> None:
+        ext = self._extensions(message)
+        rule = self.settings.dea_match
+        if not dea_matches(order.purchaser.dea_number, ext.dea_value, ext.subject_serial, rule):
+            shown = "absent or unreadable" if ext.dea_value is None else repr(ext.dea_value)
+            raise Rejected(
+                RejectReason.DEA_MISMATCH,
+                f"certificate DEA extension {shown} does not match purchaser "
+                f"{order.purchaser.dea_number} (rule {rule})",
+            )
+
+    def _check_schedules(self, message: SignedMessage, order: Order) -> None:
+        schedules = self._extensions(message).schedules
+        for line in order.lines:
+            product = self.catalog.get(line.ndc)
+            if schedules is None or not schedule_authorized(product.schedule, schedules):
+                held = "none (extension absent)" if schedules is None else sorted(schedules)
                 raise Rejected(
-                    RejectReason.ORDER_EXPIRED,
-                    f"signed_at {order.signed_at.isoformat()} is more than "
-                    f"{s.order_max_age_days:g} days before {now.isoformat()}",
+                    RejectReason.SCHEDULE_NOT_AUTHORIZED,
+                    f"line {line.line}: NDC {line.ndc} is schedule {product.schedule}; "
+                    f"certificate authorises {held}",
                 )
+
+    def crl_ages(self, now: datetime | None = None) -> dict[str, float]:
+        """Seconds since each CRL's thisUpdate, by issuer (empty without crl_dir)."""
+        if self.crls is None:
+            return {}
+        return self.crls.ages(now or datetime.now(UTC))
+
+    @property
+    def chain_cache(self) -> dict[str, int]:
+        return {"hits": self.trust.hits, "misses": self.trust.misses}

@@ -6,8 +6,10 @@ Keys are generated while the tests run; no key is committed.
 from __future__ import annotations
 
 import json
+import tempfile
 from datetime import UTC, datetime
 from functools import lru_cache
+from pathlib import Path
 
 from config.settings import VerificationSettings
 from connectors.catalog import Catalog, Product
@@ -65,5 +67,21 @@ def payload(**changes) -> bytes:
     return json.dumps(order(**changes)).encode()
 
 
+@lru_cache(maxsize=1)
+def trust_root() -> Path:
+    """The PKI written as trust/, intermediates/ and crl/ under a temporary folder."""
+    root = Path(tempfile.mkdtemp(prefix="som-csos-test-"))
+    pki().write(root)
+    return root
+
+
 def settings(**changes) -> VerificationSettings:
-    return VerificationSettings(**changes)
+    """Verification settings wired to the test PKI; keyword arguments override."""
+    root = trust_root()
+    base = {
+        "trust_dir": str(root / "trust"),
+        "intermediates_dir": str(root / "intermediates"),
+        "crl_dir": str(root / "crl"),
+    }
+    base.update(changes)
+    return VerificationSettings(**base)

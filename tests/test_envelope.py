@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 
-import csos_support as cs
 import pytest
 from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 from connectors.envelope import open_envelope
 from connectors.signing import sign_cms, sign_json_envelope
 from engine.records import Rejected, RejectReason
+from tests import csos_support as cs
 
 
 def _reason(raw: bytes) -> RejectReason:

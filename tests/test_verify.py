@@ -6,12 +6,12 @@ import base64
 import json
 from datetime import timedelta
 
-import csos_support as cs
 import pytest
 
 from connectors.signing import sign_cms, sign_json_envelope
 from engine.records import Rejected, RejectReason
 from engine.verify import Verifier
+from tests import csos_support as cs
 
 
 def _verifier(**changes) -> Verifier:

@@ -1,0 +1,160 @@
+"""Trust anchors, intermediates, and certificate paths to them (21 CFR 1311.50).
+
+Path validation is ``cryptography``'s RFC 5280 verifier
+(``cryptography.x509.verification``) at the order's signing time, with the
+webpki CA profile for CAs and any extensions allowed on purchaser
+certificates (their DEA extensions are not webpki's business; a KeyUsage, when
+present, must allow digitalSignature). A validated path is cached per signer
+and carried certificates, so a repeat signer costs only a few datetime
+comparisons; each order still checks that every certificate on the cached path
+was valid at its own signing time.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from connectors.certcache import CertInfo, cert_info, pem_blocks
+from engine.records import Rejected, RejectReason
+
+__all__ = ["TrustError", "Chain", "TrustStore", "load_certificates"]
+
+
+class TrustError(ValueError):
+    """Trust material unusable; the message names the file."""
+
+
+def load_certificates(directory: Path) -> list[CertInfo]:
+    """Every certificate in PEM or DER files directly in ``directory``."""
+    if not directory.is_dir():
+        raise TrustError(f"certificate directory {directory} does not exist")
+    out: list[CertInfo] = []
+    for path in sorted(p for p in directory.iterdir() if p.is_file()):
+        if path.name.startswith("."):
+            continue
+        data = path.read_bytes()
+        try:
+            if b"-----BEGIN" in data:
+                ders = [der for _, der in pem_blocks(data, b"CERTIFICATE")]
+            else:
+                ders = [data]
+            out.extend(cert_info(der) for der in ders)
+        except Exception as exc:
+            raise TrustError(f"{path}: not a PEM or DER certificate ({exc})") from None
+    return out
+
+
+def _ee_key_usage(policy, cert, ku) -> None:
+    if ku is not None and not ku.digital_signature:
+        raise ValueError("KeyUsage lacks digitalSignature")
+
+
+_EE_POLICY = ExtensionPolicy.permit_all().may_be_present(
+    x509.KeyUsage, Criticality.AGNOSTIC, _ee_key_usage
+)
+_CA_POLICY = ExtensionPolicy.webpki_defaults_ca()
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """A validated path: the signer first, the trust anchor last."""
+
+    certs: tuple[CertInfo, ...]
+
+    def check_time(self, at: datetime) -> None:
+        """CERT_EXPIRED unless every certificate on the path was valid at ``at``."""
+        for i, info in enumerate(self.certs):
+            cert = info.cert
+            if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+                who = "signer certificate" if i == 0 else f"CA {cert.subject.rfc4514_string()}"
+                raise Rejected(
+                    RejectReason.CERT_EXPIRED,
+                    f"{who} valid {cert.not_valid_before_utc.isoformat()} to "
+                    f"{cert.not_valid_after_utc.isoformat()}, order signed {at.isoformat()}",
+                )
+
+
+class TrustStore:
+    """Anchors and intermediates loaded once; validated paths cached by signer."""
+
+    def __init__(self, anchors: list[CertInfo], intermediates: list[CertInfo], cache: int = 65536):
+        self.anchors = anchors
+        self.intermediates = intermediates
+        self._store = Store([a.cert for a in anchors]) if anchors else None
+        self._cache: OrderedDict[tuple, Chain | Rejected] = OrderedDict()
+        self._cache_size = cache
+        self.hits = 0
+        self.misses = 0
+
+    @classmethod
+    def from_dirs(cls, trust_dir: Path | None, intermediates_dir: Path | None) -> TrustStore:
+        anchors = load_certificates(trust_dir) if trust_dir else []
+        if trust_dir and not anchors:
+            raise TrustError(f"trust directory {trust_dir} holds no certificate")
+        inter = load_certificates(intermediates_dir) if intermediates_dir else []
+        return cls(anchors, inter)
+
+    @property
+    def cas(self) -> list[CertInfo]:
+        """Every CA certificate known from configuration (CRL issuers are found here)."""
+        return self.anchors + self.intermediates
+
+    def chain(self, signer: CertInfo, carried: tuple[CertInfo, ...], at: datetime) -> Chain:
+        """The validated path for ``signer`` as of ``at``; raises ``Rejected``."""
+        if self._store is None:
+            raise Rejected(
+                RejectReason.UNTRUSTED_CHAIN, "no trust anchors configured (verification.trust_dir)"
+            )
+        key = (signer.fingerprint, tuple(c.fingerprint for c in carried))
+        found = self._cache.get(key)
+        if found is None:
+            self.misses += 1
+            found = self._validate(signer, carried, at)
+            self._cache[key] = found
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self.hits += 1
+            self._cache.move_to_end(key)
+        if isinstance(found, Rejected):
+            raise Rejected(found.reason, found.detail)
+        found.check_time(at)
+        return found
+
+    def _validate(
+        self, signer: CertInfo, carried: tuple[CertInfo, ...], at: datetime
+    ) -> Chain | Rejected:
+        """A Chain or a cacheable rejection; time failures raise and are not cached."""
+        Chain((signer,)).check_time(at)
+        verifier = (
+            PolicyBuilder()
+            .store(self._store)
+            .time(at)
+            .max_chain_depth(4)
+            .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
+            .build_client_verifier()
+        )
+        pool = [c.cert for c in carried] + [c.cert for c in self.intermediates]
+        try:
+            verified = verifier.verify(signer.cert, pool)
+        except VerificationError as exc:
+            text = str(exc).split(" (encountered", 1)[0]
+            if "not valid at validation time" in text:
+                raise Rejected(RejectReason.CERT_EXPIRED, f"a CA on the path: {text}") from None
+            return Rejected(RejectReason.UNTRUSTED_CHAIN, text)
+        by_der = {c.der: c for c in (*carried, *self.intermediates, *self.anchors)}
+        der = [c.public_bytes(serialization.Encoding.DER) for c in verified.chain[1:]]
+        return Chain((signer, *(by_der.get(d) or cert_info(d) for d in der)))
