@@ -28,6 +28,7 @@ ANOMALY_KINDS = (
     "new_customer_large_first",
 )
 MIN_HISTORY_ORDERS = 4
+MIN_PACKAGES = 3  # whole packages hide a ramp or a split of 1-package lines
 
 
 def _scaled(lines: list[list], factor: float) -> list[list]:
@@ -55,13 +56,32 @@ class Injector:
     def _late(self, orders: list[SimOrder], t0: int) -> list[SimOrder]:
         return [o for o in orders if o.t >= t0]
 
+    def main_habit(self, reg: Registrant):
+        """The habit a diverter would push: Schedule II first, then most packages per order."""
+        def weight(h):
+            return (self.by_family[h.family][0].schedule == "2",
+                    h.units_per_order / self.upp[h.ndcs[0]])
+        return max(reg.habits, key=weight)
+
+    def eligible(self, reg: Registrant, kind: str) -> bool:
+        """Enough history before the window; ramps and splits need quantities to scale."""
+        first_t = self.first_day * DAY
+        history = sum(1 for o in self.traffic[reg.index] if o.t < first_t)
+        if reg.onboard_day > 0 or history < MIN_HISTORY_ORDERS or not reg.habits:
+            return False
+        if kind in ("slow_ramp", "split_orders"):
+            habit = self.main_habit(reg)
+            if habit.units_per_order / self.upp[habit.ndcs[0]] < MIN_PACKAGES:
+                return False
+        return kind != "slow_ramp" or reg.cadence != "daily"
+
     def size_spike(self, reg: Registrant) -> list[SimOrder]:
         late = self._late(self.traffic[reg.index], self.first_day * DAY)
         if not late:
             return []
         order = late[int(self.rng.integers(len(late)))]
         order.lines = [list(x) for x in order.lines]
-        main = max(order.lines, key=lambda x: x[1] * self.upp[x[0]])
+        main = order.lines[int(self.rng.integers(len(order.lines)))]
         main[1] = int(np.ceil(main[1] * self.rng.uniform(4.0, 10.0)))
         return [order]
 
@@ -103,15 +123,13 @@ class Injector:
         return window
 
     def split_orders(self, reg: Registrant) -> list[SimOrder]:
-        if not reg.habits:
-            return []
-        habit = max(reg.habits, key=lambda h: h.units_per_order)
+        habit = self.main_habit(reg)
         ndc = habit.ndcs[0]
         t0 = order_time(reg, self._day(tail=2), self.rng)
         times = sorted(int(x) for x in self.rng.uniform(0, 36 * 3600, int(self.rng.integers(3, 6))))
         extra = []
         for dt in times:
-            units = habit.units_per_order * self.rng.uniform(0.9, 1.4)
+            units = habit.units_per_order * self.rng.uniform(1.0, 1.6)
             lines = [[ndc, max(1, int(round(units / self.upp[ndc])))]]
             if self.rng.random() < 0.5:
                 lines += [x for x in sample_lines(reg, self.upp, self.rng) if x[0] != ndc][:1]
@@ -138,11 +156,6 @@ class Injector:
         return first
 
 
-def _eligible(reg: Registrant, orders: list[SimOrder], first_t: int, kind: str) -> bool:
-    history = sum(1 for o in orders if o.t < first_t)
-    if reg.onboard_day > 0 or history < MIN_HISTORY_ORDERS:
-        return False
-    return kind != "slow_ramp" or reg.cadence != "daily"
 
 
 def inject_anomalies(injector: Injector, population: list[Registrant], rate: float) -> list[dict]:
@@ -152,7 +165,7 @@ def inject_anomalies(injector: Injector, population: list[Registrant], rate: flo
     """
     if rate <= 0:
         return []
-    rng, first_t = injector.rng, injector.first_day * DAY
+    rng = injector.rng
     total = sum(len(v) for v in injector.traffic.values())
     free = [population[i] for i in rng.permutation(len(population))]
     kinds, pending = list(ANOMALY_KINDS), list(ANOMALY_KINDS)
@@ -162,8 +175,7 @@ def inject_anomalies(injector: Injector, population: list[Registrant], rate: flo
         turn += 1
         reg = None
         if kind != "new_customer_large_first":
-            reg = next((r for r in free
-                        if _eligible(r, injector.traffic[r.index], first_t, kind)), None)
+            reg = next((r for r in free if injector.eligible(r, kind)), None)
             if reg is None:
                 kinds.remove(kind)
                 pending = [k for k in pending if k != kind]
