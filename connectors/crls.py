@@ -1,10 +1,12 @@
 """Certificate revocation lists from a directory, checked and reloaded while running.
 
-A CRL is used only if its signature verifies against a configured CA whose
-subject is the CRL's issuer. Dropping a new CRL file into ``crl_dir`` takes
-effect without a restart: ``maybe_reload`` looks at the directory's file
-names, sizes and mtimes at most once per ``interval_s`` (one ``scandir``) and
-reloads everything when they changed. Per order the cost is a dict lookup.
+A CRL is used only if its signature verifies against the issuing CA on the
+order's validated certificate path (checked once per CRL and CA, then cached),
+so intermediates carried in envelopes work as well as configured ones.
+Dropping a new CRL file into ``crl_dir`` takes effect without a restart:
+``maybe_reload`` looks at the directory's file names, sizes and mtimes at most
+once per ``interval_s`` (one ``scandir``) and reloads everything when they
+changed. Per order the cost is a dict lookup.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -34,6 +36,19 @@ class CrlEntry:
     next_update: datetime | None
     revoked: dict[int, datetime]  # serial -> revocation date
     source: str
+    crl: x509.CertificateRevocationList
+    checked: dict[str, bool] = field(default_factory=dict)  # CA fingerprint -> signature ok
+
+    def signed_by(self, ca: CertInfo) -> bool:
+        """Does ``ca``'s key verify this CRL? (cached per CA)"""
+        ok = self.checked.get(ca.fingerprint)
+        if ok is None:
+            try:
+                ok = self.crl.is_signature_valid(ca.public_key)
+            except Exception:  # e.g. a key type the CRL's algorithm does not fit
+                ok = False
+            self.checked[ca.fingerprint] = ok
+        return ok
 
     def stale(self, at: datetime) -> bool:
         """Past nextUpdate (a CRL may be cached until then, 1311.50)."""
@@ -56,18 +71,16 @@ class CrlStore:
     def __init__(
         self,
         directory: Path,
-        cas: list[CertInfo],
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.directory = Path(directory)
         if not self.directory.is_dir():
             raise ValueError(f"CRL directory {self.directory} does not exist")
-        self.cas = cas
         self.interval_s = interval_s
         self.clock = clock
-        self.by_der: dict[bytes, CrlEntry] = {}
-        self.by_name: dict[x509.Name, CrlEntry] = {}
+        self.by_der: dict[bytes, list[CrlEntry]] = {}
+        self.by_name: dict[x509.Name, list[CrlEntry]] = {}
         self.errors: list[str] = []
         self.reloads = 0
         self._state: tuple = ()
@@ -103,50 +116,46 @@ class CrlStore:
         return True
 
     def _load(self, paths: list[Path]) -> None:
-        by_der: dict[bytes, CrlEntry] = {}
-        by_name: dict[x509.Name, CrlEntry] = {}
+        by_der: dict[bytes, list[CrlEntry]] = {}
+        by_name: dict[x509.Name, list[CrlEntry]] = {}
         errors: list[str] = []
         for path in paths:
             try:
                 data = path.read_bytes()
-                ders = (
-                    [d for _, d in pem_blocks(data, b"X509 CRL")]
-                    if b"-----BEGIN" in data
-                    else [data]
-                )
+                pem = b"-----BEGIN" in data
+                ders = [d for _, d in pem_blocks(data, b"X509 CRL")] if pem else [data]
                 for der in ders:
                     crl = x509.load_der_x509_crl(der)
-                    entry = self._entry(crl, str(path))
-                    key = crl_issuer_der(crl)
-                    old = by_der.get(key)
-                    if old is None or entry.this_update > old.this_update:
-                        by_der[key] = by_name[entry.issuer] = entry
+                    entry = CrlEntry(
+                        issuer=crl.issuer,
+                        issuer_label=crl.issuer.rfc4514_string(),
+                        this_update=crl.last_update_utc,
+                        next_update=crl.next_update_utc,
+                        revoked={r.serial_number: r.revocation_date_utc for r in crl},
+                        source=str(path),
+                        crl=crl,
+                    )
+                    by_der.setdefault(crl_issuer_der(crl), []).append(entry)
+                    by_name.setdefault(crl.issuer, []).append(entry)
             except Exception as exc:  # one bad file must not hide the others
                 errors.append(f"{path}: {type(exc).__name__}: {exc}")
+        for entries in (*by_der.values(), *by_name.values()):
+            entries.sort(key=lambda e: e.this_update, reverse=True)
         self.by_der, self.by_name, self.errors = by_der, by_name, errors
 
-    def _entry(self, crl: x509.CertificateRevocationList, source: str) -> CrlEntry:
-        issuers = [ca for ca in self.cas if ca.cert.subject == crl.issuer]
-        if not any(crl.is_signature_valid(ca.public_key) for ca in issuers):
-            raise ValueError(f"no configured CA named {crl.issuer.rfc4514_string()} signed it")
-        return CrlEntry(
-            issuer=crl.issuer,
-            issuer_label=crl.issuer.rfc4514_string(),
-            this_update=crl.last_update_utc,
-            next_update=crl.next_update_utc,
-            revoked={r.serial_number: r.revocation_date_utc for r in crl},
-            source=source,
-        )
-
-    def for_issuer(
-        self, issuer_der: bytes, issuer: x509.Certificate | None = None
-    ) -> CrlEntry | None:
-        """The CRL for certificates whose issuer field has these bytes (or that CA's name)."""
-        entry = self.by_der.get(issuer_der)
-        if entry is None and issuer is not None:
-            entry = self.by_name.get(issuer.subject)
-        return entry
+    def for_issuer(self, issuer_der: bytes, ca: CertInfo) -> CrlEntry | None:
+        """The newest CRL whose issuer field has these bytes (or ``ca``'s name) signed by ``ca``."""
+        entries = self.by_der.get(issuer_der)
+        if entries is None:
+            entries = self.by_name.get(ca.cert.subject, ())
+        for entry in entries:
+            if entry.signed_by(ca):
+                return entry
+        return None
 
     def ages(self, now: datetime) -> dict[str, float]:
         """Seconds since thisUpdate per CRL issuer (for a som_crl_age_seconds gauge)."""
-        return {e.issuer_label: (now - e.this_update).total_seconds() for e in self.by_der.values()}
+        return {
+            entries[0].issuer_label: (now - entries[0].this_update).total_seconds()
+            for entries in self.by_der.values()
+        }

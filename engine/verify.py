@@ -64,7 +64,7 @@ class Verifier:
                 self.resolve(settings.trust_dir), self.resolve(settings.intermediates_dir)
             )
             crl_dir = self.resolve(settings.crl_dir)
-            self.crls = CrlStore(crl_dir, self.trust.cas) if crl_dir else None
+            self.crls = CrlStore(crl_dir) if crl_dir else None
         except (TrustError, ValueError) as exc:
             raise ConfigError(f"verification: {exc}") from None
 
@@ -172,7 +172,7 @@ class Verifier:
             return
         self.crls.maybe_reload()
         for i, info in enumerate(chain.certs[:-1]):
-            entry = self.crls.for_issuer(info.issuer_der, chain.certs[i + 1].cert)
+            entry = self.crls.for_issuer(info.issuer_der, chain.certs[i + 1])
             if entry is None or entry.stale(ref):
                 if i > 0:  # a CA's own CRL is checked when present, not required
                     continue

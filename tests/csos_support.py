@@ -85,3 +85,38 @@ def settings(**changes) -> VerificationSettings:
     }
     base.update(changes)
     return VerificationSettings(**base)
+
+
+def rogue_pki(sub_is_ca: bool = True, root: DemoPKI | None = None, seed: int = 23) -> DemoPKI:
+    """A PKI whose sub CA is issued by ``root`` (default: the trusted test root).
+
+    ``sub_is_ca=False`` makes the "intermediate" an end-entity certificate.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    root = root or pki()
+    key = rsa.generate_private_key(65537, 2048)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, f"rogue sub {seed}")])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(root.root_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(1000 + seed)
+        .not_valid_before(T0)
+        .not_valid_after(T1)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(root.root_key.public_key()), False
+        )
+    )
+    if sub_is_ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
+        usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
+    else:
+        builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+        usage = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
+    sub = builder.add_extension(usage, True).sign(root.root_key, hashes.SHA256())
+    return DemoPKI(root.root_cert, root.root_key, sub, key, seed)
