@@ -127,6 +127,9 @@ def test_feed_folder_files(feed):
     assert v.time_rules_at == "signed" and dea_number_valid(v.supplier_dea)
     assert settings.resolve(settings.catalog.path).read_bytes() == (
         DEFAULT_CONFIG.with_name("catalog.csv").read_bytes())
+    events = _jsonl(feed / "anomalies.jsonl")
+    truth = [r for r in _jsonl(feed / "truth.jsonl") if r["anomaly"]]
+    assert sum(e["orders"] for e in events) == len(truth)
     for name in ("trust/root.pem", "intermediates/sub-ca.pem", "crl/sub-ca.crl"):
         assert (feed / name).is_file()
     text = "".join(p.read_text(errors="replace") for p in feed.rglob("*") if p.is_file())

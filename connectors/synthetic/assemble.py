@@ -86,6 +86,8 @@ def payload(order: dict) -> bytes:
 
 
 def truth_row(order: SimOrder, start: datetime, line: int, rejection: str | None = None) -> dict:
+    """One truth.jsonl row: ``line`` is the 1-based feed line; ``anomaly`` is a kind or
+    None; ``expected_rejection`` is a RejectReason code for a deliberately bad message."""
     return {
         "line": line,
         "order_number": order.number,

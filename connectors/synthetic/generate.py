@@ -1,7 +1,9 @@
 """``som generate``: a signed, labelled synthetic feed folder ready for replay.
 
 Writes ``feed.jsonl`` (messages in signing order, DESIGN.md 3.5), ``truth.jsonl``
-(one row per feed line, same order: labels never enter a signed order), the demo PKI
+(one row per feed line, same order: labels never enter a signed order),
+``anomalies.jsonl`` (one row per injected anomaly event: kind, registrant, labelled
+orders, first signing time; a registrant carries at most one event), the demo PKI
 (``trust/``, ``intermediates/``, ``crl/``), ``catalog.csv``, ``registrants.jsonl`` and
 ``som.toml``. Private keys stay in memory. Certificates cover the whole span with a
 margin and the CRL runs from ``start`` to ten years after the end, so replaying the
@@ -20,15 +22,17 @@ from connectors.catalog import Catalog
 from connectors.demo_pki import DemoPKI, Identity, key_pool
 from connectors.feed import write_feed
 from connectors.identifiers import dea_number_valid
-from connectors.synthetic.assemble import SUPPLIER, order_dict, payload, truth_row
+from connectors.synthetic.assemble import SUPPLIER, iso, order_dict, payload, truth_row
 from connectors.synthetic.badmessages import break_check_digit, plan_bad_messages
 from connectors.synthetic.outputs import copy_catalog, write_config, write_jsonl
 from connectors.synthetic.scenario import Scenario, build_scenario
 from connectors.synthetic.signer import Job, sign_stream
 
-__all__ = ["generate", "KEY_POOL_SIZE"]
+__all__ = ["generate", "KEY_POOL_SIZE", "FILES"]
 
 KEY_POOL_SIZE = 8
+FILES = ["feed.jsonl", "truth.jsonl", "anomalies.jsonl", "registrants.jsonl", "catalog.csv",
+         "som.toml", "trust/root.pem", "intermediates/sub-ca.pem", "crl/sub-ca.crl"]
 _FORMAT, _BAD = 4, 5
 
 
@@ -117,6 +121,9 @@ def generate(
                        sign_stream(jobs, identities, count=len(jobs), processes=processes))
     write_jsonl(out / "truth.jsonl", truth)
     write_jsonl(out / "registrants.jsonl", (r.to_dict() for r in scenario.population))
+    write_jsonl(out / "anomalies.jsonl", (
+        {"kind": a["kind"], "purchaser_dea": a["dea_number"], "orders": a["orders"],
+         "first_signed_at": iso(t0, a["first_t"])} for a in scenario.anomalies))
     copy_catalog(catalog_src, out)
     write_config(out, supplier_dea)
     counts = scenario.anomaly_counts()
@@ -133,6 +140,5 @@ def generate(
         "anomalies": counts,
         "anomaly_events": len(scenario.anomalies),
         "bad_messages": len(jobs) - len(scenario.orders),
-        "files": ["feed.jsonl", "truth.jsonl", "registrants.jsonl", "catalog.csv", "som.toml",
-                  "trust/root.pem", "intermediates/sub-ca.pem", "crl/sub-ca.crl"],
+        "files": FILES,
     }
