@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from connectors.synthetic.population import Registrant
+from connectors.synthetic.population import FamilyHabit, Registrant
 from connectors.synthetic.traffic import DAY, SimOrder, order_time, sample_lines
 
 __all__ = ["ANOMALY_KINDS", "Injector", "inject_anomalies"]
@@ -56,9 +56,10 @@ class Injector:
     def _late(self, orders: list[SimOrder], t0: int) -> list[SimOrder]:
         return [o for o in orders if o.t >= t0]
 
-    def main_habit(self, reg: Registrant):
+    def main_habit(self, reg: Registrant) -> FamilyHabit:
         """The habit a diverter would push: Schedule II first, then most packages per order."""
-        def weight(h):
+
+        def weight(h: FamilyHabit) -> tuple[bool, float]:
             return (self.by_family[h.family][0].schedule == "2",
                     h.units_per_order / self.upp[h.ndcs[0]])
         return max(reg.habits, key=weight)
@@ -76,6 +77,7 @@ class Injector:
         return kind != "slow_ramp" or reg.cadence != "daily"
 
     def size_spike(self, reg: Registrant) -> list[SimOrder]:
+        """One late order with one line 4-10 times its usual packages."""
         late = self._late(self.traffic[reg.index], self.first_day * DAY)
         if not late:
             return []
@@ -86,6 +88,7 @@ class Injector:
         return [order]
 
     def frequency_burst(self, reg: Registrant) -> list[SimOrder]:
+        """5-10 extra normal-sized orders within 2-4 days (the extras are labelled)."""
         day, span = self._day(tail=4), int(self.rng.integers(2, 5))
         extra = []
         for _ in range(int(self.rng.integers(5, 11))):
@@ -123,6 +126,7 @@ class Injector:
         return window
 
     def split_orders(self, reg: Registrant) -> list[SimOrder]:
+        """3-5 orders within 36 h, each 1-1.6x a normal order of the main family."""
         habit = self.main_habit(reg)
         ndc = habit.ndcs[0]
         t0 = order_time(reg, self._day(tail=2), self.rng)
@@ -138,6 +142,7 @@ class Injector:
         return extra
 
     def slow_ramp(self, reg: Registrant) -> list[SimOrder]:
+        """Every order from t0 scaled by a factor rising linearly to 2.5-3.5 at the end."""
         t0 = self._day(tail=(self.days - self.first_day) * 2 // 3) * DAY
         late = self._late(self.traffic[reg.index], t0)
         if len(late) < 3:
@@ -148,6 +153,7 @@ class Injector:
         return late
 
     def new_customer_large_first(self, _reg: Registrant | None) -> list[SimOrder]:
+        """A registrant onboarded in the window whose first 2-3 orders are 4-8x normal."""
         reg, orders = self.new_registrant(self._day(tail=14))
         self.traffic[reg.index] = orders
         first = orders[: int(self.rng.integers(2, 4))]
