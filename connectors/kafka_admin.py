@@ -48,7 +48,10 @@ async def ensure_topics(
             "check --broker / [kafka] broker and that the broker is running"
         ) from None
     try:
-        meta = await admin.describe_topics(names)
+        # describe only topics that exist: a metadata request for a missing topic
+        # auto-creates it with the broker's default partition count on some brokers
+        present = set(await admin.list_topics()) & set(names)
+        meta = await admin.describe_topics(sorted(present)) if present else []
         existing = {}
         for t in meta:
             if t.get("error_code", 0) == 0 and t.get("partitions"):

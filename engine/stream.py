@@ -104,10 +104,10 @@ def create_app(
         "profiles",
         default=None,
         partitions=k.partitions,
-        key_serializer="raw",
-        value_serializer="som_profile",
         use_partitioner=True,
     )
+    # Table() takes no serializer arguments; set them before the changelog topic is made.
+    table.key_serializer, table.value_serializer = "raw", "som_profile"
     profiles = _TableProfiles(table)
     partition_of: dict[str, int] = {}
 

@@ -1,0 +1,82 @@
+"""Helpers for tests that run ``som worker`` against the embedded broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from connectors.tansu import free_port
+
+
+def start_worker(config: Path, broker_url: str, app_id: str, log: Path, web_port: int = 0):
+    web_port = web_port or free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "worker", "--config", str(config), "--broker",
+         broker_url, "--app-id", app_id, "--web-port", str(web_port), "--loglevel", "info"],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )
+    return proc, web_port
+
+
+def stop_worker(proc: subprocess.Popen, timeout: float = 30) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def collect(bootstrap: str, topics: list[str], want: int, timeout: float,
+                  settle: float = 3.0, alive=lambda: True) -> dict[str, list[dict]]:
+    """Read ``topics`` from the start until ``want`` records arrived (plus ``settle`` s)."""
+    out: dict[str, list[dict]] = {t: [] for t in topics}
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        reached = None
+        while time.monotonic() < deadline and alive():
+            batch = await consumer.getmany(timeout_ms=300)
+            for tp, records in batch.items():
+                out[tp.topic].extend(json.loads(r.value) for r in records)
+            total = sum(len(v) for v in out.values())
+            if total >= want and reached is None:
+                reached = time.monotonic()
+            if reached is not None and time.monotonic() - reached >= settle:
+                break
+    finally:
+        await consumer.stop()
+    return out
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        return resp.read().decode()
+
+
+def metric_value(text: str, name: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
