@@ -7,7 +7,8 @@ A defective order is never corrected (1305.22): every defect raises
 ...   b'"signed_at":"2025-03-04T14:22:05Z",'
 ...   b'"purchaser":{"dea_number":"BP1234563","name":"A","address":"1 Main St"},'
 ...   b'"supplier":{"dea_number":"RS7654329","name":"B","address":"9 Depot Rd"},'
-...   b'"lines":[{"line":1,"ndc":"0406-0552-01","product":"X","package_quantity":100,"packages":2}]}')
+...   b'"lines":[{"line":1,"ndc":"0406-0552-01","product":"X",'
+...   b'"package_quantity":100,"packages":2}]}')
 >>> o.lines[0].ndc, o.lines[0].dosage_units, o.signed_at.year
 ('00406-0552-01', 200, 2025)
 """

@@ -61,7 +61,8 @@ def build_feed(tmp: Path, weeks: int = 20, bad: bool = True) -> TestFeed:
     pki = DemoPKI.create(START - timedelta(days=400), START + timedelta(days=800), seed=1)
     keys = key_pool(2, seed=1)
     ids = {
-        dea: pki.issue_registrant(dea, f"Pharmacy {dea[:2]} [TEST]", ["2", "2N", "3", "3N", "4", "5"],
+        dea: pki.issue_registrant(dea, f"Pharmacy {dea[:2]} [TEST]",
+                                  ["2", "2N", "3", "3N", "4", "5"],
                                   START - timedelta(days=30), START + timedelta(days=700),
                                   key=keys[i % 2])
         for i, dea in enumerate(PURCHASERS)
