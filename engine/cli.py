@@ -309,5 +309,99 @@ def generate(out_dir, seed, registrants, days, start, cms_share, anomaly_rate, b
                   **extra)
     click.echo(format_summary(summary))
 
+
+# --- CSOS verification commands (owner: verification) ---------------------------------
+
+
+def _verifier_for(settings: Settings):
+    """Catalog and Verifier from settings; unusable trust material or catalog exits 2."""
+    from connectors.catalog import Catalog
+    from engine.verify import Verifier
+
+    try:
+        catalog = Catalog.load(settings.resolve(settings.catalog.path))
+        base = Path(settings.source).parent if not settings.source.startswith("<") else None
+        return Verifier(settings.verification, catalog, base)
+    except (ConfigError, ValueError, OSError) as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _messages(files, feeds, at, settings: Settings):
+    """Check that inputs exist (exit 2 naming the file), then yield verification items."""
+    from engine.verify_files import items_from
+
+    if not files and not feeds:
+        raise click.UsageError("name at least one message FILE or --feed FILE")
+    for name in (*files, *feeds):
+        if not Path(name).is_file():
+            raise click.UsageError(f"file {name} does not exist")
+    received = datetime.now(UTC) if settings.verification.time_rules_at == "received" else None
+    return items_from(files, feeds, at or received, at)  # a feed is history: signing time
+
+
+@main.command("verify")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--feed", "feeds", multiple=True, type=click.Path(dir_okay=False),
+              help="A feed file (JSON lines, one message per line); repeatable.")
+@CONFIG_OPTION
+@trust_options
+def verify_cmd(files, feeds, config_path, trust_dir, intermediates_dir, crl_dir, catalog_path,
+               supplier_dea, at_time) -> None:
+    """Verify signed order messages; one JSON line per message. Exit 1 if any is rejected."""
+    import json
+
+    from engine.verify_files import result_row, verify_items
+
+    overrides = trust_overrides(trust_dir, intermediates_dir, crl_dir, catalog_path, supplier_dea)
+    settings = settings_from(config_path, **overrides)
+    items = _messages(files, feeds, parse_at(at_time), settings)
+    verifier = _verifier_for(settings)
+    rejected = 0
+    for name, outcome in verify_items(verifier, items):
+        row = result_row(name, outcome)
+        rejected += row["status"] == "rejected"
+        click.echo(json.dumps(row))
+    sys.exit(1 if rejected else 0)
+
+
+@main.group()
+def certs() -> None:
+    """Purchaser certificates seen in verified orders."""
+
+
+@certs.command("expiring")
+@click.option("--days", type=click.FloatRange(min=0), default=45.0, show_default=True,
+              help="Report certificates expiring within this many days (DEA advises 45).")
+@click.option("--feed", "feeds", multiple=True, type=click.Path(dir_okay=False),
+              help="A feed file to read certificates from; repeatable.")
+@CONFIG_OPTION
+@trust_options
+def certs_expiring(days, feeds, config_path, trust_dir, intermediates_dir, crl_dir, catalog_path,
+                   supplier_dea, at_time) -> None:
+    """List purchasers whose certificate expires within --days of --at (default: now)."""
+    import json
+
+    from engine.cert_watch import CertExpiryWatch
+    from engine.verify_files import verify_items
+
+    overrides = trust_overrides(trust_dir, intermediates_dir, crl_dir, catalog_path, supplier_dea)
+    settings = settings_from(config_path, **overrides)
+    now = parse_at(at_time) or datetime.now(UTC)
+    if not feeds:
+        raise click.UsageError("name at least one --feed FILE to read certificates from")
+    items = _messages((), feeds, None, settings)
+    verifier = _verifier_for(settings)
+    watch = CertExpiryWatch(keep_ids=True)
+    for _, outcome in verify_items(verifier, items):
+        if not isinstance(outcome, Exception):
+            watch.observe_order(outcome)
+    soon = watch.expiring(now, days)
+    for entry in soon:
+        click.echo(json.dumps(entry.to_dict()))
+    summary = {"expiring": len(soon), "within_days": days, "certificates": len(watch),
+               "at": now.isoformat().replace("+00:00", "Z")}
+    click.echo(json.dumps(summary))
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
