@@ -12,6 +12,7 @@ import hashlib
 import re
 import warnings
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 
 from cryptography import x509
@@ -48,6 +49,9 @@ class CertInfo:
     ski: bytes | None
     public_key: object
     fingerprint: str  # SHA-256 hex of the DER
+    key_type: str  # "rsa" | "ec" | "other": decided once, not by isinstance per order
+    not_before: datetime
+    not_after: datetime
 
     @property
     def subject_serial(self) -> str:
@@ -69,6 +73,7 @@ def cert_info(der: bytes) -> CertInfo:
     if fields and fields[0][0] == 0xA0:
         fields = fields[1:]
     issuer_der = der[fields[2][1] : fields[2][2]]
+    key = cert.public_key()
     try:
         ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:
@@ -79,9 +84,20 @@ def cert_info(der: bytes) -> CertInfo:
         issuer_der=issuer_der,
         serial=serial,
         ski=ski,
-        public_key=cert.public_key(),
+        public_key=key,
         fingerprint=hashlib.sha256(der).hexdigest(),
+        key_type=_key_type(key),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
     )
+
+
+def _key_type(key: object) -> str:
+    if isinstance(key, rsa.RSAPublicKey):
+        return "rsa"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ec"
+    return "other"
 
 
 def pem_blocks(text: bytes, label: bytes | None = None) -> list[tuple[bytes, bytes]]:
@@ -103,19 +119,23 @@ def cert_from_pem(text: str) -> CertInfo:
 
 
 def verify_signature(
-    public_key: object, signature: bytes, data: bytes, digest_oid: str, sig_oid: str
+    signer: CertInfo, signature: bytes, data: bytes, digest_oid: str, sig_oid: str
 ) -> None:
     """Raise InvalidSignature, or ValueError for an algorithm we do not accept.
 
     Accepts RSA PKCS#1 v1.5 and ECDSA with SHA-256/384/512 (SHA-1 is refused:
     CSOS moved to SHA-256 in 2014).
     """
-    if digest_oid not in DIGESTS:
+    digest = _DIGEST_OBJECTS.get(digest_oid)
+    if digest is None:
         raise ValueError(f"digest algorithm {digest_oid} is not accepted")
-    digest = DIGESTS[digest_oid]()
-    if sig_oid in _RSA and isinstance(public_key, rsa.RSAPublicKey):
-        public_key.verify(signature, data, padding.PKCS1v15(), digest)
-    elif sig_oid in _ECDSA and isinstance(public_key, ec.EllipticCurvePublicKey):
-        public_key.verify(signature, data, ec.ECDSA(digest))
+    if signer.key_type == "rsa" and sig_oid in _RSA:
+        signer.public_key.verify(signature, data, _PKCS1, digest)
+    elif signer.key_type == "ec" and sig_oid in _ECDSA:
+        signer.public_key.verify(signature, data, ec.ECDSA(digest))
     else:
         raise ValueError(f"signature algorithm {sig_oid} does not fit the signer's key")
+
+
+_PKCS1 = padding.PKCS1v15()
+_DIGEST_OBJECTS = {oid: cls() for oid, cls in DIGESTS.items()}

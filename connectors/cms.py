@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from connectors.der import DerError, der_time, expect, kids, oid_str
+from connectors.der import DerError, der_time, oid_str, tlv
 
 __all__ = ["CmsParts", "CmsError", "parse_cms", "parse_cms_lean", "parse_cms_asn1crypto"]
 
@@ -19,6 +19,12 @@ SIGNED_DATA = "1.2.840.113549.1.7.2"
 CONTENT_TYPE_ATTR = "1.2.840.113549.1.9.3"
 MESSAGE_DIGEST_ATTR = "1.2.840.113549.1.9.4"
 SIGNING_TIME_ATTR = "1.2.840.113549.1.9.5"
+_SIGNED_DATA_DER = bytes.fromhex("2a864886f70d010702")
+_ATTRS = {
+    bytes.fromhex("2a864886f70d010903"): "ct",
+    bytes.fromhex("2a864886f70d010904"): "md",
+    bytes.fromhex("2a864886f70d010905"): "time",
+}
 
 
 class CmsError(ValueError):
@@ -41,7 +47,12 @@ class CmsParts:
     ski: bytes | None  # subjectKeyIdentifier form of the signer id
     message_digest: bytes | None
     attr_content_type: str | None
-    signing_time: datetime | None
+    signing_time_der: tuple[int, bytes] | None  # (tag, content); decoded on demand
+
+    @property
+    def signing_time(self) -> datetime | None:
+        """The signingTime attribute; raises DerError if it is not a valid time."""
+        return der_time(*self.signing_time_der) if self.signing_time_der else None
 
 
 def parse_cms(der: bytes) -> CmsParts:
@@ -58,121 +69,166 @@ def parse_cms(der: bytes) -> CmsParts:
 
 
 def parse_cms_lean(b: bytes) -> CmsParts:
-    """Walk DER offsets only; raises DerError on anything unexpected."""
-    s, e = expect(b, 0, 0x30)
-    if e != len(b):
-        raise DerError("trailing bytes after ContentInfo")
-    os_, oe = expect(b, s, 0x06, e)
-    if oid_str(b[os_:oe]) != SIGNED_DATA:
+    """Walk DER offsets only; raises DerError on anything unexpected.
+
+    Hot path (every CMS order): one ``tlv`` call per element visited, elements
+    the verifier does not read (digestAlgorithms, certificate bodies, other
+    attributes' values) are skipped whole.
+    """
+    try:
+        return _lean(b)
+    except IndexError:
+        raise DerError("truncated element") from None
+
+
+def _lean(b: bytes) -> CmsParts:
+    n = len(b)
+    tag, s, e = tlv(b, 0, n)
+    if tag != 0x30 or e != n:
+        raise DerError("ContentInfo is not one SEQUENCE")
+    tag, os_, pos = tlv(b, s, e)
+    if tag != 0x06 or b[os_:pos] != _SIGNED_DATA_DER:
         raise DerError("ContentInfo is not signedData")
-    s0, e0 = expect(b, oe, 0xA0, e)
-    sds, sde = expect(b, s0, 0x30, e0)
-    items = kids(b, sds, sde)
-    if len(items) < 4 or items[0][0] != 0x02 or items[1][0] != 0x31 or items[2][0] != 0x30:
-        raise DerError("SignedData layout")
-    ct, content = _encap(b, items[2][1], items[2][2])
+    tag, s, e = tlv(b, pos, e)
+    if tag != 0xA0:
+        raise DerError("SignedData is not [0]")
+    tag, s, end = tlv(b, s, e)
+    if tag != 0x30:
+        raise DerError("SignedData is not a SEQUENCE")
+    tag, _, pos = tlv(b, s, end)  # version
+    if tag != 0x02:
+        raise DerError("SignedData version")
+    tag, _, pos = tlv(b, pos, end)  # digestAlgorithms
+    if tag != 0x31:
+        raise DerError("SignedData digestAlgorithms")
+    tag, es, pos = tlv(b, pos, end)
+    if tag != 0x30:
+        raise DerError("encapContentInfo")
+    ct, content = _encap(b, es, pos)
     certs: list[bytes] = []
-    rest = items[3:]
-    if rest and rest[0][0] == 0xA0:
-        pos = rest[0][1]
-        for tag, _, ce in kids(b, rest[0][1], rest[0][2]):
-            if tag == 0x30:
-                certs.append(b[pos:ce])
-            pos = ce
-        rest = rest[1:]
-    if rest and rest[0][0] == 0xA1:
-        rest = rest[1:]
-    if len(rest) != 1 or rest[0][0] != 0x31:
-        raise DerError("signerInfos missing")
-    signers = kids(b, rest[0][1], rest[0][2])
-    if len(signers) != 1 or signers[0][0] != 0x30:
-        raise DerError(f"expected exactly one SignerInfo, found {len(signers)}")
-    return _signer(b, signers[0][1], signers[0][2], ct, content, tuple(certs))
+    tag, s, e = tlv(b, pos, end)
+    if tag == 0xA0:
+        cpos = s
+        while cpos < e:
+            ctag, _, ce = tlv(b, cpos, e)
+            if ctag == 0x30:
+                certs.append(b[cpos:ce])
+            cpos = ce
+        tag, s, e = tlv(b, e, end)
+    if tag == 0xA1:
+        tag, s, e = tlv(b, e, end)
+    if tag != 0x31 or e != end:
+        raise DerError("signerInfos missing or not last")
+    tag, ss, se = tlv(b, s, e)
+    if tag != 0x30 or se != e:
+        raise DerError("expected exactly one SignerInfo")
+    return _signer(b, ss, se, ct, content, tuple(certs))
 
 
 def _encap(b: bytes, s: int, e: int) -> tuple[str, bytes]:
-    os_, oe = expect(b, s, 0x06, e)
+    tag, os_, oe = tlv(b, s, e)
+    if tag != 0x06:
+        raise DerError("eContentType")
     if oe == e:
         raise DerError("detached content is not supported: the order must be attached")
-    ws, we = expect(b, oe, 0xA0, e)
-    cs, ce = expect(b, ws, 0x04, we)  # a constructed OCTET STRING (0x24) is BER
+    tag, ws, we = tlv(b, oe, e)
+    if tag != 0xA0 or we != e:
+        raise DerError("eContent is not [0]")
+    tag, cs, ce = tlv(b, ws, we)
+    if tag != 0x04 or ce != we:  # a constructed OCTET STRING (0x24) is BER
+        raise DerError("eContent is not a primitive OCTET STRING")
     return oid_str(b[os_:oe]), b[cs:ce]
 
 
-def _alg(b: bytes, s: int, e: int) -> str:
-    os_, oe = expect(b, s, 0x06, e)
-    return oid_str(b[os_:oe])
+def _alg(b: bytes, pos: int, end: int) -> tuple[str, int]:
+    tag, s, e = tlv(b, pos, end)
+    if tag != 0x30:
+        raise DerError("AlgorithmIdentifier is not a SEQUENCE")
+    tag, os_, oe = tlv(b, s, e)
+    if tag != 0x06:
+        raise DerError("AlgorithmIdentifier has no OID")
+    return oid_str(b[os_:oe]), e
 
 
 def _signer(
-    b: bytes, s: int, e: int, ct: str, content: bytes, certs: tuple[bytes, ...]
+    b: bytes, s: int, end: int, ct: str, content: bytes, certs: tuple[bytes, ...]
 ) -> CmsParts:
-    items = kids(b, s, e)
-    if len(items) < 5 or items[0][0] != 0x02:
-        raise DerError("SignerInfo layout")
+    tag, _, pos = tlv(b, s, end)
+    if tag != 0x02:
+        raise DerError("SignerInfo version")
     issuer = serial = ski = None
-    tag, ss, se = items[1]
+    tag, ss, se = tlv(b, pos, end)
     if tag == 0x30:
-        parts = kids(b, ss, se)
-        if len(parts) != 2 or parts[0][0] != 0x30 or parts[1][0] != 0x02:
+        itag, _, ie = tlv(b, ss, se)
+        stag, s0, s1 = tlv(b, ie, se)
+        if itag != 0x30 or stag != 0x02 or s1 != se:
             raise DerError("IssuerAndSerialNumber layout")
-        issuer = b[ss : parts[0][2]]
-        serial = int.from_bytes(b[parts[1][1] : parts[1][2]], signed=True)
+        issuer = b[ss:ie]
+        serial = int.from_bytes(b[s0:s1], signed=True)
     elif tag == 0x80:
         ski = b[ss:se]
     else:
         raise DerError("unknown signer identifier")
-    if items[2][0] != 0x30:
-        raise DerError("digestAlgorithm")
-    digest_alg = _alg(b, items[2][1], items[2][2])
-    rest = items[3:]
+    digest_alg, pos = _alg(b, se, end)
     attrs = md = act = when = None
-    if rest[0][0] == 0xA0:
-        _, as_, ae = rest[0]
-        attrs = b"\x31" + b[items[2][2] + 1 : ae]  # from the [0] tag, which follows item 2
+    tag, as_, ae = tlv(b, pos, end)
+    if tag == 0xA0:
+        attrs = b"\x31" + b[pos + 1 : ae]
         md, act, when = _attributes(b, as_, ae)
-        rest = rest[1:]
-    if len(rest) < 2 or rest[0][0] != 0x30 or rest[1][0] != 0x04:
-        raise DerError("signatureAlgorithm/signature layout")
+        pos = ae
+    signature_alg, pos = _alg(b, pos, end)
+    tag, gs, ge = tlv(b, pos, end)
+    if tag != 0x04:
+        raise DerError("signature is not an OCTET STRING")
+    if ge != end:
+        tag, _, ue = tlv(b, ge, end)
+        if tag != 0xA1 or ue != end:
+            raise DerError("unexpected element after the signature")
     return CmsParts(
         content_type=ct,
         content=content,
         certificates=certs,
         digest_algorithm=digest_alg,
-        signature_algorithm=_alg(b, rest[0][1], rest[0][2]),
-        signature=b[rest[1][1] : rest[1][2]],
+        signature_algorithm=signature_alg,
+        signature=b[gs:ge],
         signed_attrs=attrs,
         issuer=issuer,
         serial=serial,
         ski=ski,
         message_digest=md,
         attr_content_type=act,
-        signing_time=when,
+        signing_time_der=when,
     )
 
 
-def _attributes(b: bytes, s: int, e: int) -> tuple[bytes | None, str | None, datetime | None]:
+def _attributes(b: bytes, s: int, e: int) -> tuple[bytes | None, str | None, tuple | None]:
     md = act = when = None
-    for tag, a_s, a_e in kids(b, s, e):
+    pos = s
+    while pos < e:
+        tag, a_s, a_e = tlv(b, pos, e)
         if tag != 0x30:
             raise DerError("Attribute is not a SEQUENCE")
-        os_, oe = expect(b, a_s, 0x06, a_e)
-        oid = oid_str(b[os_:oe])
-        vs, ve = expect(b, oe, 0x31, a_e)
-        values = kids(b, vs, ve)
-        if oid in (MESSAGE_DIGEST_ATTR, CONTENT_TYPE_ATTR, SIGNING_TIME_ATTR) and len(values) != 1:
-            raise DerError(f"attribute {oid} must have exactly one value")
-        if not values:
+        tag, os_, oe = tlv(b, a_s, a_e)
+        vtag, vs, ve = tlv(b, oe, a_e)
+        if tag != 0x06 or vtag != 0x31 or ve != a_e:
+            raise DerError("Attribute layout")
+        which = _ATTRS.get(b[os_:oe])
+        pos = a_e
+        if which is None:
             continue
-        vt, v0, v1 = values[0]
-        if oid == MESSAGE_DIGEST_ATTR:
-            if vt != 0x04:
+        t0, v0, v1 = tlv(b, vs, ve)
+        if v1 != ve:
+            raise DerError(f"attribute {which} must have exactly one value")
+        if which == "md":
+            if t0 != 0x04:
                 raise DerError("messageDigest is not an OCTET STRING")
             md = b[v0:v1]
-        elif oid == CONTENT_TYPE_ATTR:
-            act = oid_str(b[v0:v1]) if vt == 0x06 else ""
-        elif oid == SIGNING_TIME_ATTR:
-            when = der_time(vt, b[v0:v1])
+        elif which == "ct":
+            act = oid_str(b[v0:v1]) if t0 == 0x06 else ""
+        else:
+            if t0 not in (0x17, 0x18):
+                raise DerError("signingTime is not a time")
+            when = (t0, b[v0:v1])
     return md, act, when
 
 
@@ -208,12 +264,15 @@ def parse_cms_asn1crypto(der: bytes) -> CmsParts:
         attrs = b"\x31" + raw[1:]
         for attr in si["signed_attrs"]:
             name, values = attr["type"].dotted, attr["values"]
+            if name in (MESSAGE_DIGEST_ATTR, CONTENT_TYPE_ATTR, SIGNING_TIME_ATTR):
+                if len(values) != 1:
+                    raise CmsError(f"attribute {name} must have exactly one value")
             if name == MESSAGE_DIGEST_ATTR:
                 md = values[0].native
             elif name == CONTENT_TYPE_ATTR:
                 act = values[0].dotted
             elif name == SIGNING_TIME_ATTR:
-                when = values[0].chosen.native
+                when = (values[0].chosen.tag, values[0].chosen.contents)
     return CmsParts(
         content_type=encap["content_type"].dotted,
         content=content,
@@ -227,5 +286,5 @@ def parse_cms_asn1crypto(der: bytes) -> CmsParts:
         ski=ski,
         message_digest=md,
         attr_content_type=act,
-        signing_time=when,
+        signing_time_der=when,
     )

@@ -20,7 +20,6 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors.certcache import (
     DIGESTS,
@@ -36,6 +35,7 @@ from engine.records import Rejected, RejectReason
 __all__ = ["SignedMessage", "open_envelope"]
 
 _DATA = "1.2.840.113549.1.7.1"
+_HASHLIB = {oid: getattr(hashlib, cls.name) for oid, cls in DIGESTS.items()}
 _B64_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n \t")
 
 
@@ -47,9 +47,17 @@ class SignedMessage:
     payload: bytes  # the order JSON bytes
     signer: x509.Certificate | None
     certificates: tuple[x509.Certificate, ...]  # everything else carried in the envelope
-    signing_time: datetime | None = None  # CMS signingTime attribute, when present
     signer_info: CertInfo | None = None
     chain_info: tuple[CertInfo, ...] = ()
+    cms: CmsParts | None = None  # the parsed CMS, for its signingTime and algorithms
+
+    @property
+    def signing_time(self) -> datetime | None:
+        """The CMS signingTime attribute, when present and readable."""
+        try:
+            return self.cms.signing_time if self.cms is not None else None
+        except ValueError:
+            return None
 
 
 def open_envelope(raw: bytes) -> SignedMessage:
@@ -131,7 +139,7 @@ def _open_cms(der: bytes) -> SignedMessage:
         payload=parts.content,
         signer=signer.cert,
         certificates=tuple(i.cert for i in infos if i is not signer),
-        signing_time=parts.signing_time,
+        cms=parts,
         signer_info=signer,
         chain_info=tuple(i for i in infos if i is not signer),
     )
@@ -156,16 +164,14 @@ def _check_cms_signature(parts: CmsParts, signer: CertInfo) -> None:
                 raise ValueError(f"digest algorithm {parts.digest_algorithm} is not accepted")
             if parts.message_digest is None:
                 raise _bad_signature("signed attributes lack messageDigest", parts.content)
-            algo = DIGESTS[parts.digest_algorithm].name
-            if not hmac.compare_digest(
-                hashlib.new(algo, parts.content).digest(), parts.message_digest
-            ):
+            digest = _HASHLIB[parts.digest_algorithm](parts.content).digest()
+            if not hmac.compare_digest(digest, parts.message_digest):
                 raise _bad_signature("messageDigest does not match the content", parts.content)
             if parts.attr_content_type not in (None, parts.content_type):
                 raise _bad_signature("contentType attribute differs from content", parts.content)
             signed = parts.signed_attrs
         verify_signature(
-            signer.public_key,
+            signer,
             parts.signature,
             signed,
             parts.digest_algorithm,
@@ -206,10 +212,9 @@ def _open_json(text: bytes) -> SignedMessage:
             RejectReason.MALFORMED, "envelope certificate is not a PEM certificate"
         ) from None
     signer = infos[0]
-    rsa_key = isinstance(signer.public_key, rsa.RSAPublicKey)
-    sig_oid = "1.2.840.113549.1.1.11" if rsa_key else "1.2.840.10045.4.3.2"
+    sig_oid = "1.2.840.113549.1.1.11" if signer.key_type == "rsa" else "1.2.840.10045.4.3.2"
     try:
-        verify_signature(signer.public_key, signature, payload, "2.16.840.1.101.3.4.2.1", sig_oid)
+        verify_signature(signer, signature, payload, "2.16.840.1.101.3.4.2.1", sig_oid)
     except (InvalidSignature, ValueError):
         raise _bad_signature("envelope signature does not verify", payload) from None
     return SignedMessage(

@@ -13,7 +13,7 @@ was valid at its own signing time.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -73,17 +73,24 @@ class Chain:
     """A validated path: the signer first, the trust anchor last."""
 
     certs: tuple[CertInfo, ...]
+    valid_from: datetime = field(init=False)  # latest notBefore on the path
+    valid_to: datetime = field(init=False)  # earliest notAfter on the path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "valid_from", max(c.not_before for c in self.certs))
+        object.__setattr__(self, "valid_to", min(c.not_after for c in self.certs))
 
     def check_time(self, at: datetime) -> None:
         """CERT_EXPIRED unless every certificate on the path was valid at ``at``."""
+        if self.valid_from <= at <= self.valid_to:
+            return
         for i, info in enumerate(self.certs):
-            cert = info.cert
-            if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
-                who = "signer certificate" if i == 0 else f"CA {cert.subject.rfc4514_string()}"
+            if not info.not_before <= at <= info.not_after:
+                who = "signer certificate" if i == 0 else f"CA {info.cert.subject.rfc4514_string()}"
                 raise Rejected(
                     RejectReason.CERT_EXPIRED,
-                    f"{who} valid {cert.not_valid_before_utc.isoformat()} to "
-                    f"{cert.not_valid_after_utc.isoformat()}, order signed {at.isoformat()}",
+                    f"{who} valid {info.not_before.isoformat()} to "
+                    f"{info.not_after.isoformat()}, order signed {at.isoformat()}",
                 )
 
 

@@ -59,6 +59,7 @@ class Verifier:
         self._skew = timedelta(seconds=settings.max_future_skew_s)
         self._max_age = timedelta(days=settings.order_max_age_days)
         self._ext: dict[str, DeaExtensions] = {}
+        self._rev: dict[int, tuple] = {}
         try:
             self.trust = TrustStore.from_dirs(
                 self.resolve(settings.trust_dir), self.resolve(settings.intermediates_dir)
@@ -165,14 +166,27 @@ class Verifier:
                 f"{s.order_max_age_days:g} days before {now.isoformat()}",
             )
 
+    def _crl_entries(self, chain: Chain) -> tuple:
+        """The CRL for each certificate below the anchor, cached per path and CRL reload."""
+        crls = self.crls
+        cached = self._rev.get(id(chain))
+        if cached is None or cached[0] is not chain or cached[1] != crls.reloads:
+            entries = tuple(
+                crls.for_issuer(info.issuer_der, chain.certs[i + 1])
+                for i, info in enumerate(chain.certs[:-1])
+            )
+            if len(self._rev) > 65536:
+                self._rev.clear()
+            cached = self._rev[id(chain)] = (chain, crls.reloads, entries)
+        return cached[2]
+
     def _check_revocation(self, chain: Chain, signed_at: datetime, ref: datetime) -> None:
         """Each certificate below the anchor must not be revoked before the signing date."""
         if self.crls is None:
             self._count("revocation_unchecked")
             return
         self.crls.maybe_reload()
-        for i, info in enumerate(chain.certs[:-1]):
-            entry = self.crls.for_issuer(info.issuer_der, chain.certs[i + 1])
+        for i, entry in enumerate(self._crl_entries(chain)):
             if entry is None or entry.stale(ref):
                 if i > 0:  # a CA's own CRL is checked when present, not required
                     continue
@@ -183,6 +197,7 @@ class Verifier:
                 self._count("crl_stale_warnings")
                 if entry is None:
                     continue
+            info = chain.certs[i]
             when = entry.revoked.get(info.serial)
             if when is not None and when <= signed_at:
                 who = "signer certificate" if i == 0 else "CA certificate"
