@@ -37,7 +37,7 @@ class CmsParts:
 
     content_type: str
     content: bytes
-    certificates: tuple[bytes, ...]  # DER of each certificate in the set
+    cert_set: bytes  # the certificates [0] content: each certificate's DER, concatenated
     digest_algorithm: str  # dotted OID
     signature_algorithm: str  # dotted OID
     signature: bytes
@@ -48,6 +48,17 @@ class CmsParts:
     message_digest: bytes | None
     attr_content_type: str | None
     signing_time_der: tuple[int, bytes] | None  # (tag, content); decoded on demand
+
+    @property
+    def certificates(self) -> tuple[bytes, ...]:
+        """DER of each certificate in the set (other certificate choices are skipped)."""
+        out, pos, end = [], 0, len(self.cert_set)
+        while pos < end:
+            tag, _, e = tlv(self.cert_set, pos, end)
+            if tag == 0x30:
+                out.append(self.cert_set[pos:e])
+            pos = e
+        return tuple(out)
 
     @property
     def signing_time(self) -> datetime | None:
@@ -105,15 +116,10 @@ def _lean(b: bytes) -> CmsParts:
     if tag != 0x30:
         raise DerError("encapContentInfo")
     ct, content = _encap(b, es, pos)
-    certs: list[bytes] = []
+    certs = b""
     tag, s, e = tlv(b, pos, end)
     if tag == 0xA0:
-        cpos = s
-        while cpos < e:
-            ctag, _, ce = tlv(b, cpos, e)
-            if ctag == 0x30:
-                certs.append(b[cpos:ce])
-            cpos = ce
+        certs = b[s:e]  # walked only when the signer is not yet cached (envelope.py)
         tag, s, e = tlv(b, e, end)
     if tag == 0xA1:
         tag, s, e = tlv(b, e, end)
@@ -122,7 +128,7 @@ def _lean(b: bytes) -> CmsParts:
     tag, ss, se = tlv(b, s, e)
     if tag != 0x30 or se != e:
         raise DerError("expected exactly one SignerInfo")
-    return _signer(b, ss, se, ct, content, tuple(certs))
+    return _signer(b, ss, se, ct, content, certs)
 
 
 def _encap(b: bytes, s: int, e: int) -> tuple[str, bytes]:
@@ -150,9 +156,7 @@ def _alg(b: bytes, pos: int, end: int) -> tuple[str, int]:
     return oid_str(b[os_:oe]), e
 
 
-def _signer(
-    b: bytes, s: int, end: int, ct: str, content: bytes, certs: tuple[bytes, ...]
-) -> CmsParts:
+def _signer(b: bytes, s: int, end: int, ct: str, content: bytes, certs: bytes) -> CmsParts:
     tag, _, pos = tlv(b, s, end)
     if tag != 0x02:
         raise DerError("SignerInfo version")
@@ -187,7 +191,7 @@ def _signer(
     return CmsParts(
         content_type=ct,
         content=content,
-        certificates=certs,
+        cert_set=certs,
         digest_algorithm=digest_alg,
         signature_algorithm=signature_alg,
         signature=b[gs:ge],
@@ -202,18 +206,31 @@ def _signer(
 
 
 def _attributes(b: bytes, s: int, e: int) -> tuple[bytes | None, str | None, tuple | None]:
+    """messageDigest, contentType and signingTime from the signed attributes.
+
+    Attributes are short, so the common case (every length < 128) is read
+    inline without ``tlv`` calls; anything longer takes the general path.
+    """
     md = act = when = None
     pos = s
     while pos < e:
-        tag, a_s, a_e = tlv(b, pos, e)
-        if tag != 0x30:
-            raise DerError("Attribute is not a SEQUENCE")
-        tag, os_, oe = tlv(b, a_s, a_e)
-        vtag, vs, ve = tlv(b, oe, a_e)
-        if tag != 0x06 or vtag != 0x31 or ve != a_e:
-            raise DerError("Attribute layout")
-        which = _ATTRS.get(b[os_:oe])
+        if b[pos] == 0x30 and b[pos + 1] < 0x80 and b[pos + 2] == 0x06 and b[pos + 3] < 0x80:
+            a_e = pos + 2 + b[pos + 1]
+            os_ = pos + 4
+            oe = os_ + b[pos + 3]
+            if a_e > e or oe + 2 > a_e or b[oe] != 0x31 or b[oe + 1] >= 0x80:
+                raise DerError("Attribute layout")
+            vs, ve = oe + 2, oe + 2 + b[oe + 1]
+            if ve != a_e:
+                raise DerError("Attribute layout")
+        else:
+            tag, a_s, a_e = tlv(b, pos, e)
+            tag2, os_, oe = tlv(b, a_s, a_e)
+            vtag, vs, ve = tlv(b, oe, a_e)
+            if tag != 0x30 or tag2 != 0x06 or vtag != 0x31 or ve != a_e:
+                raise DerError("Attribute layout")
         pos = a_e
+        which = _ATTRS.get(b[os_:oe])
         if which is None:
             continue
         t0, v0, v1 = tlv(b, vs, ve)
@@ -249,7 +266,7 @@ def parse_cms_asn1crypto(der: bytes) -> CmsParts:
     content = encap["content"].native
     if not isinstance(content, bytes):
         content = encap["content"].contents
-    certs = tuple(c.chosen.dump() for c in (sd["certificates"] or []) if c.name == "certificate")
+    certs = b"".join(c.chosen.dump() for c in (sd["certificates"] or []) if c.name == "certificate")
     si = signers[0]
     sid = si["sid"]
     issuer = serial = ski = None
@@ -276,7 +293,7 @@ def parse_cms_asn1crypto(der: bytes) -> CmsParts:
     return CmsParts(
         content_type=encap["content_type"].dotted,
         content=content,
-        certificates=certs,
+        cert_set=certs,
         digest_algorithm=si["digest_algorithm"]["algorithm"].dotted,
         signature_algorithm=si["signature_algorithm"]["algorithm"].dotted,
         signature=si["signature"].native,

@@ -133,22 +133,20 @@ def der_time(tag: int, content: bytes) -> datetime:
     >>> der_time(0x17, b"250304142205Z").isoformat()
     '2025-03-04T14:22:05+00:00'
     """
-    try:
-        text = content.decode("ascii")
-        if tag == 0x17 and len(text) == 13 and text[12] == "Z":  # YYMMDDHHMMSSZ, RFC 5280
-            yy = int(text[0:2])
-            ts = datetime(
-                yy + (2000 if yy < 50 else 1900),
-                int(text[2:4]),
-                int(text[4:6]),
-                int(text[6:8]),
-                int(text[8:10]),
-                int(text[10:12]),
-            )
-        elif tag == 0x18 and len(text) >= 15 and text.endswith("Z"):
-            ts = datetime.strptime(text[:14], "%Y%m%d%H%M%S")
-        else:
-            raise DerError(f"tag 0x{tag:02x} {text!r} is not a UTC time")
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise DerError(f"bad time {content!r}: {exc}") from None
-    return ts.replace(tzinfo=UTC)
+    if tag == 0x17 and len(content) == 13 and content[12] == 0x5A and content[:12].isdigit():
+        v = int(content[:12])  # YYMMDDHHMMSS; RFC 5280: YY < 50 is 20YY
+        v, ss = divmod(v, 100)
+        v, mi = divmod(v, 100)
+        v, hh = divmod(v, 100)
+        v, dd = divmod(v, 100)
+        yy, mm = divmod(v, 100)
+        try:
+            return datetime(yy + (2000 if yy < 50 else 1900), mm, dd, hh, mi, ss, tzinfo=UTC)
+        except ValueError as exc:
+            raise DerError(f"bad time {content!r}: {exc}") from None
+    if tag == 0x18 and len(content) >= 15 and content.endswith(b"Z") and content[:14].isdigit():
+        try:
+            return datetime.strptime(content[:14].decode(), "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+        except ValueError as exc:
+            raise DerError(f"bad time {content!r}: {exc}") from None
+    raise DerError(f"tag 0x{tag:02x} {content!r} is not a UTC time")

@@ -122,27 +122,42 @@ def _open_cms(der: bytes) -> SignedMessage:
         raise Rejected(RejectReason.MALFORMED, f"CMS: {exc}") from None
     if parts.content_type != _DATA:
         raise Rejected(RejectReason.MALFORMED, f"CMS content type {parts.content_type} is not data")
-    infos = []
-    for cert_der in parts.certificates:
-        try:
-            infos.append(cert_info(cert_der))
-        except Exception:
-            raise Rejected(
-                RejectReason.MALFORMED, "CMS carries an unparseable certificate"
-            ) from None
-    signer = _find_signer(parts, infos)
-    if signer is None:
-        raise _bad_signature("signer certificate is not in the CMS certificates", parts.content)
+    signer, others, certs = _signer_of(parts)
     _check_cms_signature(parts, signer)
     return SignedMessage(
         kind="cms",
         payload=parts.content,
         signer=signer.cert,
-        certificates=tuple(i.cert for i in infos if i is not signer),
+        certificates=certs,
         cms=parts,
         signer_info=signer,
-        chain_info=tuple(i for i in infos if i is not signer),
+        chain_info=others,
     )
+
+
+# (issuer, serial, ski) -> (certificate set bytes, signer, other CertInfos, their certificates)
+_SIGNERS: dict[tuple, tuple] = {}
+
+
+def _signer_of(parts: CmsParts) -> tuple[CertInfo, tuple[CertInfo, ...], tuple]:
+    """The signer's certificate and the rest of the set, cached by signer id and set bytes."""
+    key = (parts.issuer, parts.serial, parts.ski)
+    hit = _SIGNERS.get(key)
+    if hit is not None and hit[0] == parts.cert_set:
+        return hit[1:]
+    try:
+        infos = [cert_info(der) for der in parts.certificates]
+    except Exception:
+        raise Rejected(RejectReason.MALFORMED, "CMS carries an unparseable certificate") from None
+    signer = _find_signer(parts, infos)
+    if signer is None:
+        raise _bad_signature("signer certificate is not in the CMS certificates", parts.content)
+    others = tuple(i for i in infos if i is not signer)
+    if len(_SIGNERS) >= 65536:
+        _SIGNERS.clear()
+    certs = tuple(i.cert for i in others)
+    _SIGNERS[key] = (parts.cert_set, signer, others, certs)
+    return signer, others, certs
 
 
 def _find_signer(parts: CmsParts, infos: list[CertInfo]) -> CertInfo | None:

@@ -130,11 +130,7 @@ class Verifier:
         if now is not None:
             self._check_age(order, now if now.tzinfo else now.replace(tzinfo=UTC))
         if message.signer_info is not None:
-            if s.require_chain:
-                chain = self.trust.chain(message.signer_info, message.chain_info, order.signed_at)
-                self._check_revocation(chain, order.signed_at, now or order.signed_at)
-            else:
-                self._count("chain_unchecked")
+            self.check_signer(message, order.signed_at, now)
             self._check_extensions(message, order)
         if s.supplier_dea and order.supplier.dea_number != s.supplier_dea.upper():
             raise Rejected(
@@ -150,6 +146,20 @@ class Verifier:
                 )
         if message.signer_info is not None:
             self._check_schedules(message, order)
+
+    def check_signer(
+        self, message: SignedMessage, signed_at: datetime, now: datetime | None = None
+    ) -> Chain | None:
+        """Path to a trust anchor valid at ``signed_at``, and no revocation before it.
+
+        Returns the validated path (None when ``require_chain`` is off).
+        """
+        if not self.settings.require_chain:
+            self._count("chain_unchecked")
+            return None
+        chain = self.trust.chain(message.signer_info, message.chain_info, signed_at)
+        self._check_revocation(chain, signed_at, now or signed_at)
+        return chain
 
     def _check_age(self, order: Order, now: datetime) -> None:
         s = self.settings

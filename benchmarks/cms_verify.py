@@ -1,0 +1,155 @@
+"""CMS order verification rate against OpenSSL's raw RSA-2048 verify rate, in one run.
+
+Production conditions: a few hundred registrants with RSA-2048 certificates
+under the demo CSOS hierarchy, CRLs on disk, caches warm (each signer's path
+validated once). Measured per message, single core:
+
+- ``cms_verify``: open the DER CMS (slice, messageDigest, RSA signature),
+  then the cached path, its validity at the signing time and the CRL lookup;
+- ``verify_stage``: all of ``Verifier.verify`` (also order JSON parsing,
+  DEA extensions, schedules, catalog).
+
+The reference is ``openssl speed -seconds 3 rsa2048`` (verify/s), run in the
+same process tree right after. Prints ``RESULT {json}`` last.
+
+    .venv/bin/python benchmarks/cms_verify.py [--messages 6000] [--registrants 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from config import DEFAULT_CONFIG  # noqa: E402
+from config.settings import VerificationSettings  # noqa: E402
+from connectors.catalog import Catalog  # noqa: E402
+from connectors.demo_pki import DemoPKI, key_pool  # noqa: E402
+from connectors.envelope import open_envelope  # noqa: E402
+from connectors.identifiers import dea_check_digit  # noqa: E402
+from connectors.signing import sign_cms  # noqa: E402
+from engine.verify import Verifier  # noqa: E402
+
+SUPPLIER = "RS7654329"
+
+
+def _dea(i: int) -> str:
+    digits = f"{1000000 + i * 7:06d}"[-6:]
+    return f"B{chr(65 + i % 26)}{digits}{dea_check_digit(digits)}"
+
+
+def build(messages: int, registrants: int, workdir: Path) -> tuple[list[bytes], Verifier]:
+    """Sign ``messages`` CMS orders from ``registrants`` signers; write trust material."""
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    t1 = datetime.now(UTC) + timedelta(days=700)
+    pki = DemoPKI.create(t0, t1, seed=5)
+    keys = key_pool(8, seed=5)  # synthetic shortcut: signers share a few keys
+    ids = [
+        pki.issue_registrant(_dea(i), f"Bench {i}", ["2", "2N", "3", "3N", "4", "5"], t0, t1,
+                             key=keys[i % len(keys)])
+        for i in range(registrants)
+    ]  # fmt: skip
+    pki.write(workdir)
+    catalog = Catalog.load(DEFAULT_CONFIG.with_name("catalog.csv"))
+    ndcs = sorted(p.ndc for p in catalog.products.values() if p.schedule != "1")
+    rng = random.Random(5)
+    out = []
+    for n in range(messages):
+        who = rng.randrange(registrants)
+        lines = [
+            {"line": j + 1, "ndc": rng.choice(ndcs), "product": "bench",
+             "package_quantity": 100, "packages": rng.randint(1, 12)}
+            for j in range(rng.randint(1, 3))
+        ]  # fmt: skip
+        order = {
+            "order_number": f"25X{n:06d}",
+            "form": "csos",
+            "signed_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+            "purchaser": {"dea_number": _dea(who), "name": f"Bench {who}", "address": "1 Main"},
+            "supplier": {"dea_number": SUPPLIER, "name": "Wholesale", "address": "9 Depot"},
+            "lines": lines,
+        }
+        out.append(sign_cms(json.dumps(order).encode(), ids[who]))
+    settings = VerificationSettings(
+        trust_dir=str(workdir / "trust"),
+        intermediates_dir=str(workdir / "intermediates"),
+        crl_dir=str(workdir / "crl"),
+        supplier_dea=SUPPLIER,
+    )
+    return out, Verifier(settings, catalog)
+
+
+def rate(fn, batch: list[bytes], repeats: int) -> float:
+    """Median messages/s over ``repeats`` passes of ``batch``."""
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for raw in batch:
+            fn(raw)
+        rates.append(len(batch) / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def openssl_verify_rate(seconds: int = 3) -> float:
+    """verify/s from ``openssl speed -seconds N rsa2048`` (last column of its rsa line)."""
+    exe = shutil.which("openssl") or "/usr/bin/openssl"
+    text = subprocess.run(
+        [exe, "speed", "-seconds", str(seconds), "rsa2048"],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout  # fmt: skip
+    m = re.search(r"^rsa\s+2048 bits\s+\S+\s+\S+\s+\S+\s+(\S+)\s*$", text, re.M)
+    if not m:
+        raise RuntimeError(f"cannot read openssl speed output:\n{text}")
+    return float(m.group(1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=6000)
+    ap.add_argument("--registrants", type=int, default=300)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="som-bench-") as tmp:
+        t = time.perf_counter()
+        batch, verifier = build(args.messages, args.registrants, Path(tmp))
+        print(f"signed {len(batch)} CMS orders in {time.perf_counter() - t:.1f} s", flush=True)
+
+        def cms_verify(raw: bytes) -> None:
+            message = open_envelope(raw)
+            verifier.check_signer(message, message.signing_time)
+
+        for raw in batch:  # warm the caches: one path validation per signer
+            verifier.verify(raw)
+        rejected = verifier.stats["rejected"]
+        envelope = rate(open_envelope, batch, args.repeats)
+        cms = rate(cms_verify, batch, args.repeats)
+        stage = rate(verifier.verify, batch, args.repeats)
+    ossl = openssl_verify_rate(3)
+    result = {
+        "cms_verify_per_s": round(cms),
+        "openssl_rsa2048_verify_per_s": round(ossl),
+        "ratio": round(cms / ossl, 3),
+        "open_envelope_per_s": round(envelope),
+        "verify_stage_per_s": round(stage),
+        "verify_stage_ratio": round(stage / ossl, 3),
+        "messages": len(batch),
+        "registrants": args.registrants,
+        "warmup_rejected": rejected,
+        "chain_cache": verifier.chain_cache,
+    }
+    print("RESULT " + json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
