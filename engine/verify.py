@@ -24,6 +24,7 @@ from connectors.envelope import SignedMessage, open_envelope
 from connectors.orders import Order, parse_order
 from connectors.trust import Chain, TrustError, TrustStore
 from engine.records import Rejected, RejectReason, raw_sha256
+from engine.revocation import RevocationCheck
 
 __all__ = ["VerifiedOrder", "Verifier"]
 
@@ -59,13 +60,13 @@ class Verifier:
         self._skew = timedelta(seconds=settings.max_future_skew_s)
         self._max_age = timedelta(days=settings.order_max_age_days)
         self._ext: dict[str, DeaExtensions] = {}
-        self._rev: dict[int, tuple] = {}
         try:
             self.trust = TrustStore.from_dirs(
                 self.resolve(settings.trust_dir), self.resolve(settings.intermediates_dir)
             )
             crl_dir = self.resolve(settings.crl_dir)
             self.crls = CrlStore(crl_dir) if crl_dir else None
+            self.revocation = RevocationCheck(self.crls, settings.stale_crl, self.stats)
         except (TrustError, ValueError) as exc:
             raise ConfigError(f"verification: {exc}") from None
 
@@ -158,7 +159,10 @@ class Verifier:
             self._count("chain_unchecked")
             return None
         chain = self.trust.chain(message.signer_info, message.chain_info, signed_at)
-        self._check_revocation(chain, signed_at, now or signed_at)
+        if self.crls is None:
+            self._count("revocation_unchecked")
+        else:
+            self.revocation.check(chain, signed_at, now or signed_at)
         return chain
 
     def _check_age(self, order: Order, now: datetime) -> None:
@@ -175,49 +179,6 @@ class Verifier:
                 f"signed_at {order.signed_at.isoformat()} is more than "
                 f"{s.order_max_age_days:g} days before {now.isoformat()}",
             )
-
-    def _crl_entries(self, chain: Chain) -> tuple:
-        """The CRL for each certificate below the anchor, cached per path and CRL reload."""
-        crls = self.crls
-        cached = self._rev.get(id(chain))
-        if cached is None or cached[0] is not chain or cached[1] != crls.reloads:
-            entries = tuple(
-                crls.for_issuer(info.issuer_der, chain.certs[i + 1])
-                for i, info in enumerate(chain.certs[:-1])
-            )
-            if len(self._rev) > 65536:
-                self._rev.clear()
-            cached = self._rev[id(chain)] = (chain, crls.reloads, entries)
-        return cached[2]
-
-    def _check_revocation(self, chain: Chain, signed_at: datetime, ref: datetime) -> None:
-        """Each certificate below the anchor must not be revoked before the signing date."""
-        if self.crls is None:
-            self._count("revocation_unchecked")
-            return
-        self.crls.maybe_reload()
-        for i, entry in enumerate(self._crl_entries(chain)):
-            if entry is None or entry.stale(ref):
-                if i > 0:  # a CA's own CRL is checked when present, not required
-                    continue
-                what = "no CRL" if entry is None else f"CRL past nextUpdate {entry.next_update}"
-                detail = f"{what} for issuer {chain.certs[1].cert.subject.rfc4514_string()}"
-                if self.settings.stale_crl == "reject":
-                    raise Rejected(RejectReason.CRL_STALE, detail)
-                self._count("crl_stale_warnings")
-                if entry is None:
-                    continue
-            info = chain.certs[i]
-            when = entry.revoked.get(info.serial)
-            if when is not None and when <= signed_at:
-                who = "signer certificate" if i == 0 else "CA certificate"
-                raise Rejected(
-                    RejectReason.CERT_REVOKED,
-                    f"{who} serial {info.serial:x} revoked {when.isoformat()}, "
-                    f"before the order was signed {signed_at.isoformat()}",
-                )
-            if when is not None:
-                self._count("revoked_after_signing")
 
     def _extensions(self, message: SignedMessage) -> DeaExtensions:
         info = message.signer_info
