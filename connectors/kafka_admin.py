@@ -42,7 +42,7 @@ async def ensure_topics(
     )
     try:
         await asyncio.wait_for(admin.start(), timeout)
-    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, KafkaError, OSError) as exc:
         raise TopicError(
             f"cannot reach the Kafka broker at {broker_url} ({type(exc).__name__}): "
             "check --broker / [kafka] broker and that the broker is running"

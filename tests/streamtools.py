@@ -80,3 +80,43 @@ def metric_value(text: str, name: str) -> float:
         if line.startswith(name + " ") or line.startswith(name + "{"):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return json.dumps(str(v))
+
+
+def configure(path: Path, **sections: dict) -> None:
+    """Rewrite a TOML config with some keys replaced (tests give each run its own topics)."""
+    import tomllib
+
+    data = tomllib.loads(path.read_text())
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    lines: list[str] = []
+
+    def table(name: str, values: dict) -> None:
+        lines.append(f"[{name}]")
+        nested = {k: v for k, v in values.items() if isinstance(v, dict)}
+        lines.extend(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in values.items()
+                     if k not in nested)
+        for k, v in nested.items():
+            table(f"{name}.{json.dumps(k)}", v)
+
+    for section, values in data.items():
+        table(section, values)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def isolated_topics(config: Path, app_id: str, **kafka) -> list[str]:
+    """Give a test run its own topic names; returns [signed, decisions, rejected, rekeyed]."""
+    topics = [f"{t}-{app_id}" for t in ("signed", "decisions", "rejected", "rekeyed")]
+    configure(config, kafka={"input_topic": topics[0], "decisions_topic": topics[1],
+                             "rejected_topic": topics[2], "rekey_topic": topics[3], **kafka})
+    return topics
