@@ -28,6 +28,8 @@ from engine.keys import purchaser_key
 
 __all__ = ["run_demo"]
 
+_BAD_MESSAGES = 6  # a few malformed, tampered and unknown-NDC messages, to show rejections
+
 
 def _mask(dea: str | None) -> str:
     """Registrant identity stays out of console logs: keep type letter and check digit."""
@@ -38,7 +40,7 @@ def _workdir(workdir: str | None, seed: int, registrants: int, days: int) -> Pat
     if workdir:
         return Path(workdir)
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "som"
-    return cache / f"demo-s{seed}-r{registrants}-d{days}"
+    return cache / f"demo-s{seed}-r{registrants}-d{days}-b{_BAD_MESSAGES}"
 
 
 def _ensure_feed(work: Path, seed: int, registrants: int, days: int) -> None:
@@ -47,7 +49,9 @@ def _ensure_feed(work: Path, seed: int, registrants: int, days: int) -> None:
     from connectors.synthetic import generate
 
     print(f"generating a signed demo feed in {work} ...", flush=True)
-    summary = generate(work, seed=seed, registrants=registrants, days=days)
+    summary = generate(
+        work, seed=seed, registrants=registrants, days=days, bad_messages=_BAD_MESSAGES
+    )
     print(f"  {summary.get('orders', '?')} orders, anomalies {summary.get('anomalies', {})}")
 
 
