@@ -60,9 +60,17 @@ class SignedMessage:
             return None
 
 
-def open_envelope(raw: bytes) -> SignedMessage:
-    """Detect the format, verify the signature, return the payload; else ``Rejected``."""
+def open_envelope(raw: bytes, max_bytes: int = 16 * 1024 * 1024) -> SignedMessage:
+    """Detect the format, verify the signature, return the payload; else ``Rejected``.
+
+    ``max_bytes`` bounds the work any one message can cause (the verify stage
+    applies the configured, smaller ``max_message_bytes`` first).
+    """
     try:
+        if len(raw) > max_bytes:
+            raise Rejected(
+                RejectReason.TOO_LARGE, f"message is {len(raw)} bytes, limit {max_bytes}"
+            )
         return _open(raw)
     except Rejected:
         raise

@@ -162,6 +162,8 @@ class TrustStore:
             if "not valid at validation time" in text:
                 raise Rejected(RejectReason.CERT_EXPIRED, f"a CA on the path: {text}") from None
             return Rejected(RejectReason.UNTRUSTED_CHAIN, text)
+        except Exception as exc:  # e.g. a certificate the verifier cannot represent
+            return Rejected(RejectReason.UNTRUSTED_CHAIN, f"path validation: {exc}")
         by_der = {c.der: c for c in (*carried, *self.intermediates, *self.anchors)}
         der = [c.public_bytes(serialization.Encoding.DER) for c in verified.chain[1:]]
         return Chain((signer, *(by_der.get(d) or cert_info(d) for d in der)))

@@ -95,6 +95,12 @@ class Verifier:
             self.stats["rejected"] += 1
             self._count(f"rejected.{exc.reason}")
             raise
+        except Exception as exc:  # a bug must reject one message, not stop the worker
+            self.stats["rejected"] += 1
+            self._count("internal_errors")
+            raise Rejected(
+                RejectReason.MALFORMED, f"verification failed unexpectedly: {type(exc).__name__}"
+            ) from exc
         self.stats["verified"] += 1
         return result
 

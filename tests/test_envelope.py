@@ -163,3 +163,57 @@ def test_mutated_cms_raise_only_rejected(data):
         open_envelope(bytes(buf[:cut]) if data.draw(st.booleans()) else bytes(buf))
     except Rejected:
         pass
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "payload": st.one_of(
+            _json, st.binary(max_size=60).map(lambda b: base64.b64encode(b).decode())
+        ),
+        "signature": st.one_of(
+            _json, st.binary(max_size=80).map(lambda b: base64.b64encode(b).decode())
+        ),
+        "certificates": st.one_of(_json, st.lists(st.text(max_size=40), max_size=3)),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_json, _fields))
+def test_any_json_raises_only_rejected(value):
+    try:
+        open_envelope(json.dumps(value).encode())
+    except Rejected:
+        pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_tampered_json_envelope_raises_only_rejected(data):
+    env = sign_json_envelope(cs.payload(), cs.signer())
+    key = data.draw(st.sampled_from(sorted(env)))
+    env[key] = data.draw(_json)
+    try:
+        open_envelope(json.dumps(env).encode())
+    except Rejected as exc:
+        assert exc.reason in (RejectReason.MALFORMED, RejectReason.BAD_SIGNATURE)
+
+
+def test_open_envelope_size_cap():
+    assert (
+        _reason(
+            b"0" * 2048,
+        )
+        is RejectReason.MALFORMED
+    )
+    with pytest.raises(Rejected) as info:
+        open_envelope(b"0" * 2048, max_bytes=1024)
+    assert info.value.reason is RejectReason.TOO_LARGE

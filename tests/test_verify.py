@@ -7,6 +7,8 @@ import json
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.signing import sign_cms, sign_json_envelope
 from engine.records import Rejected, RejectReason
@@ -113,3 +115,28 @@ def test_stats_count_rejections():
     with pytest.raises(Rejected):
         v.verify(b"garbage")
     assert v.stats["rejected"] == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=400) | st.text(max_size=200).map(str.encode))
+def test_verifier_raises_only_rejected(raw):
+    v = _verifier()
+    try:
+        v.verify(raw, cs.SIGNED)
+    except Rejected:
+        pass
+    assert v.stats.get("internal_errors", 0) == 0
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_verifier_on_mutated_orders_raises_only_rejected(data):
+    order = cs.order()
+    field = data.draw(st.sampled_from(sorted(order)))
+    order[field] = data.draw(st.none() | st.integers() | st.text(max_size=12) | st.just([]))
+    v = _verifier()
+    try:
+        v.verify(sign_cms(json.dumps(order).encode(), cs.signer()), cs.SIGNED)
+    except Rejected:
+        pass
+    assert v.stats.get("internal_errors", 0) == 0
