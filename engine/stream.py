@@ -8,22 +8,32 @@ same partitioner Kafka's Java client and aiokafka use for ``orders.signed``.
 A verified order whose key is missing, wrong, or whose partition is not the
 one its purchaser hashes to, goes once through ``orders.rekeyed`` so that one
 worker owns each registrant's profile.
+
+The same app serves ``/metrics`` (``engine.metrics``, ``engine.gauges``,
+``engine.lag``; off with ``[web] metrics = false``), ``/healthz`` and ``/readyz``
+(``engine.health``) on the web port, and nothing else: Faust's own views would
+expose table keys, which are DEA numbers.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import tempfile
 import time
 from pathlib import Path
 
 import faust
 from aiokafka.partitioner import murmur2
-from faust.serializers import codecs
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config import Settings
-from engine.metrics import EngineMetrics
+from connectors.kafka_admin import bootstrap_servers
+from engine.cert_watch import CertExpiryWatch
+from engine.gauges import StateGauges
+from engine.health import BrokerProbe, Readiness, app_checks, liveness, pipeline_checks
+from engine.lag import ConsumerLag
+from engine.metrics import EngineMetrics, Tally
 from engine.pipeline import Pipeline, Received, _iso, build_pipeline
 from engine.profile import RegistrantProfile
 from engine.records import Rejection, dumps
@@ -31,34 +41,46 @@ from engine.records import Rejection, dumps
 __all__ = ["create_app"]
 
 _RECEIVED_HEADER = "som-received"
+_PROBE_INTERVAL_S = 2.0  # broker probe and consumer-lag refresh
 
 
-class ProfileCodec(codecs.Codec):
-    """Table value codec: a profile as compact JSON of its state lists."""
-
-    def _dumps(self, obj: RegistrantProfile) -> bytes:
-        return json.dumps(obj.to_state(), separators=(",", ":")).encode()
-
-    def _loads(self, s: bytes) -> RegistrantProfile:
-        return RegistrantProfile.from_state(json.loads(s))
-
-
-codecs.register("som_profile", ProfileCodec())
+def _dump_profile(profile: RegistrantProfile) -> bytes:
+    return json.dumps(profile.to_state(), separators=(",", ":")).encode()
 
 
 class _TableProfiles:
-    """The Table seen as the ``profiles`` mapping the core expects (str keys)."""
+    """The Table seen as the ``profiles`` mapping the core expects.
 
-    __slots__ = ("table",)
+    The table holds each profile's serialised state as bytes (key and value
+    type ``bytes``, so Faust's codecs pass them through untouched on write and
+    on changelog recovery). Live objects are cached beside it, keyed by the
+    identity of the bytes they were read from, so a profile is parsed once
+    after recovery and never per event.
+    """
+
+    __slots__ = ("table", "live")
 
     def __init__(self, table) -> None:
         self.table = table
+        self.live: dict[bytes, tuple[bytes, RegistrantProfile]] = {}
 
     def get(self, dea: str) -> RegistrantProfile | None:
-        return self.table.get(dea.encode())
+        key = dea.encode()
+        raw = self.table.get(key)
+        if raw is None:
+            return None
+        hit = self.live.get(key)
+        if hit is not None and hit[0] is raw:
+            return hit[1]
+        profile = RegistrantProfile.from_state(json.loads(raw))
+        self.live[key] = (raw, profile)
+        return profile
 
     def __setitem__(self, dea: str, profile: RegistrantProfile) -> None:
-        self.table[dea.encode()] = profile
+        key = dea.encode()
+        raw = _dump_profile(profile)
+        self.live[key] = (raw, profile)
+        self.table[key] = raw
 
 
 def create_app(
@@ -67,6 +89,7 @@ def create_app(
     """A Faust app running the core; ``som worker`` starts it with ``faust.Worker``."""
     k = settings.kafka
     pipeline = pipeline or build_pipeline(settings)
+    metrics_on = settings.web.metrics
     metrics = metrics or EngineMetrics()
     metrics.model_info.info(
         {"model_version": pipeline.model_version, "config_version": pipeline.config_version}
@@ -84,9 +107,17 @@ def create_app(
         broker_rebalance_timeout=k.rebalance_timeout_s,
         broker_session_timeout=k.session_timeout_s,
         broker_heartbeat_interval=k.heartbeat_interval_s,
+        broker_commit_interval=k.commit_interval_s,
         consumer_auto_offset_reset="earliest",
         web_enabled=settings.web.port > 0,
         web_port=settings.web.port or 6066,
+        # Faust's built-in views would serve table keys and values (DEA numbers, profiles)
+        # without authentication: only /metrics, /healthz and /readyz are served.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
     )
     signed = app.topic(
         k.input_topic, value_serializer="raw", key_serializer="raw", partitions=k.partitions
@@ -104,12 +135,25 @@ def create_app(
         "profiles",
         default=None,
         partitions=k.partitions,
+        key_type=bytes,
+        value_type=bytes,
         use_partitioner=True,
     )
-    # Table() takes no serializer arguments; set them before the changelog topic is made.
-    table.key_serializer, table.value_serializer = "raw", "som_profile"
     profiles = _TableProfiles(table)
     partition_of: dict[str, int] = {}
+    # the Verifier may come with its own certificate watch; otherwise this driver keeps one
+    cert_watch = getattr(pipeline.verifier, "cert_watch", None)
+    own_watch = cert_watch is None and metrics_on
+    if own_watch:
+        cert_watch = CertExpiryWatch()
+
+    cert_seen: dict[str, object] = {}  # purchaser -> not_after observed: skip the salted hash
+
+    def watch_cert(dea: str, verified) -> None:
+        if len(cert_seen) > 1_000_000:
+            cert_seen.clear()
+        cert_seen[dea] = verified.cert_not_after
+        cert_watch.observe_order(verified)
 
     def home_partition(dea: str) -> int:
         p = partition_of.get(dea)
@@ -119,40 +163,55 @@ def create_app(
                 partition_of.clear()
         return p
 
-    def emit(outcome, key: bytes | None, received: Received) -> None:
+    def emit(outcome, key: bytes | None, received: Received, t: Tally | None) -> None:
         if isinstance(outcome, Rejection):
-            metrics.record_rejection(str(outcome.reason))
+            if t is not None:
+                t.rejection(str(outcome.reason))
             rejected.send_soon(key=key, value=dumps(outcome))
         else:
-            first = outcome.reasons[0].code if outcome.reasons else "none"
-            metrics.record_decision(outcome.decision, first, time.time() - received.ts)
+            if t is not None:
+                first = outcome.reasons[0].code if outcome.reasons else "none"
+                t.decision(outcome.decision, first, time.time() - received.ts)
             decisions.send_soon(key=outcome.purchaser_dea.encode(), value=dumps(outcome))
 
     def handle(events, rekey_pass: bool) -> None:
+        # metrics: plain ints and list appends per event, one flush per batch (engine.metrics)
+        t = metrics.tally() if metrics_on else None
+        clock = time.perf_counter
+        t0 = t1 = 0.0
         for event in events:
             msg = event.message
             raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
             received = _received(msg, rekey_pass)
-            if not rekey_pass:
-                metrics.received.inc()
-            t0 = time.perf_counter()
+            if t is not None:
+                if not rekey_pass:
+                    t.received += 1
+                t0 = clock()
             verified = pipeline.verify(raw, received)
-            t1 = time.perf_counter()
-            metrics.verify_seconds.observe(t1 - t0)
+            if t is not None:
+                t1 = clock()
+                t.verify.append(t1 - t0)
             if isinstance(verified, Rejection):
-                emit(verified, msg.key, received)
+                emit(verified, msg.key, received, t)
                 continue
             dea = verified.order.purchaser.dea_number
+            if own_watch and cert_seen.get(dea) != verified.cert_not_after:
+                watch_cert(dea, verified)
             if not rekey_pass and (msg.key != dea.encode() or msg.partition != home_partition(dea)):
                 rekeyed.send_soon(
                     key=dea.encode(),
                     value=raw,
                     headers={_RECEIVED_HEADER: repr(received.ts).encode()},
                 )
+                if t is not None:
+                    t.rekeyed += 1
                 continue
             outcome = pipeline.monitor(verified, profiles, received)
-            metrics.score_seconds.observe(time.perf_counter() - t1)
-            emit(outcome, msg.key, received)
+            if t is not None:
+                t.score.append(clock() - t1)
+            emit(outcome, msg.key, received, t)
+        if t is not None:
+            metrics.flush(t)
 
     @app.agent(signed, name="monitor")
     async def monitor(stream):
@@ -164,16 +223,65 @@ def create_app(
         async for events in stream.take_events(k.batch_size, within=k.batch_timeout_s):
             handle(events, rekey_pass=True)
 
+    lag = ConsumerLag(app, [k.input_topic, k.rekey_topic])
+    probe = BrokerProbe(bootstrap_servers(k.broker))
+    readiness = Readiness({**app_checks(app), **pipeline_checks(pipeline), "broker": probe.check})
+    started = time.monotonic()
+    if metrics_on:
+        metrics.registry.register(
+            StateGauges(
+                registrants=lambda: len(table),
+                profile_sizes=lambda: _profile_sizes(table),
+                verifier=pipeline.verifier,
+                cert_watch=cert_watch,
+                lag=lag,
+            )
+        )
+
+    async def observe_outside() -> None:
+        """Broker reachability and consumer lag need network calls: off the scrape path."""
+        await probe.probe()
+        if metrics_on:
+            await lag.refresh()
+
+    app.task(observe_outside)  # once at start: /readyz need not wait a whole interval
+    app.timer(interval=_PROBE_INTERVAL_S)(observe_outside)
+
     @app.page("/metrics")
     async def metrics_page(web, request):
-        metrics.registrants.set(len(table))
+        if not metrics_on:
+            return web.text("metrics are off ([web] metrics = false)\n", status=404)
+        metrics.ready.set(1 if readiness.report()[0] else 0)
         return web.bytes(
             generate_latest(metrics.registry),
             content_type=CONTENT_TYPE_LATEST.split(";")[0],
         )
 
+    @app.page("/healthz")
+    async def healthz(web, request):
+        alive, body = liveness(app, started)
+        return web.json(body, status=200 if alive else 503)
+
+    @app.page("/readyz")
+    async def readyz(web, request):
+        ready, body = readiness.report()
+        return web.json(body, status=200 if ready else 503)
+
     app.som_metrics = metrics  # for tests and the demo
+    app.som_readiness = readiness
     return app
+
+
+def _profile_sizes(table, sample: int = 32) -> tuple[int, list[int]]:
+    """Profile count and the serialized sizes of a random sample (for a state-size estimate)."""
+    keys = list(table.keys())
+    picked = random.sample(keys, min(sample, len(keys)))
+    sizes = []
+    for key in picked:
+        value = table.get(key)
+        if value is not None:
+            sizes.append(len(key) + len(value))  # values are the serialised state bytes
+    return len(keys), sizes
 
 
 def _received(msg, rekey_pass: bool) -> Received:
