@@ -347,7 +347,12 @@ def _messages(files, feeds, at, settings: Settings):
 @trust_options
 def verify_cmd(files, feeds, config_path, trust_dir, intermediates_dir, crl_dir, catalog_path,
                supplier_dea, at_time) -> None:
-    """Verify signed order messages; one JSON line per message. Exit 1 if any is rejected."""
+    """Verify signed order messages; one JSON line per message. Exit 1 if any is rejected.
+
+    A FILE holds one message (DER, PEM or base64 CMS, a JSON envelope, or a paper
+    order). Files are judged at receipt (now, per verification.time_rules_at); feed
+    lines are history, judged as of their signing time. --at fixes the time for both.
+    """
     import json
 
     from engine.verify_files import result_row, verify_items

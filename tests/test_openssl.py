@@ -105,3 +105,11 @@ def test_openssl_content_swapped_after_signing(tmp_path):
     forged = raw.replace(b'"packages": 2', b'"packages": 8')
     assert forged != raw
     assert _reason(forged) is RejectReason.BAD_SIGNATURE
+
+
+def test_openssl_signer_identified_by_key_id(tmp_path):
+    raw = openssl_sign(tmp_path, cs.payload(), cs.signer(), "-keyid")
+    parts = parse_cms_lean(raw)
+    assert parts.ski is not None and parts.issuer is None
+    assert parts == parse_cms_asn1crypto(raw)
+    assert _verify(raw).kind == "cms"
