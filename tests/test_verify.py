@@ -140,3 +140,24 @@ def test_verifier_on_mutated_orders_raises_only_rejected(data):
     except Rejected:
         pass
     assert v.stats.get("internal_errors", 0) == 0
+
+
+def test_no_file_io_per_order(monkeypatch):
+    import builtins
+    import os
+    import pathlib
+
+    v = _verifier()
+    raws = [sign_cms(cs.payload(order_number=f"25X00A{i:03d}"), cs.signer()) for i in range(20)]
+    v.verify(raws[0])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("file I/O while verifying an order")
+
+    monkeypatch.setattr(builtins, "open", refuse)
+    monkeypatch.setattr(pathlib.Path, "read_bytes", refuse)
+    monkeypatch.setattr(os, "scandir", refuse)
+    v.crls._next_check = float("inf")  # the once-a-second CRL directory look is the exception
+    for raw in raws:
+        assert v.verify(raw).kind == "cms"
+    assert v.chain_cache["misses"] == 1
