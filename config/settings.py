@@ -11,9 +11,9 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["Settings", "ConfigError", "load_settings", "DEFAULT_CONFIG"]
+__all__ = ["Settings", "ConfigError", "load_settings", "DEFAULT_CONFIG", "FINDING_CODES"]
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
 
@@ -40,6 +40,7 @@ class KafkaSettings(_Frozen):
     rebalance_timeout_s: float = Field(5.0, gt=0)
     session_timeout_s: float = Field(10.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
+    commit_interval_s: float = Field(1.0, gt=0, le=30)
 
 
 class VerificationSettings(_Frozen):
@@ -61,13 +62,62 @@ class CatalogSettings(_Frozen):
     path: str = "catalog.csv"
 
 
+FINDING_CODES = (
+    "size_own", "size_peer", "frequency_count", "split_orders", "pattern_new_family",
+    "pattern_strength", "pattern_ramp", "pattern_mix", "isolation_forest", "formula_baseline",
+)
+
+
+class OverrideSettings(_Frozen):
+    """Multiply the hold factor of matching findings (< 1 stricter, > 1 looser)."""
+
+    factor: float = Field(gt=0)
+    codes: list[str] = []
+    schedule: list[str] = []
+    family: str = ""
+    registrant_type: str = ""
+    dea_number: str = ""
+
+    @field_validator("codes")
+    @classmethod
+    def _known_codes(cls, v: list[str]) -> list[str]:
+        bad = [c for c in v if c not in FINDING_CODES]
+        if bad:
+            raise ValueError(f"unknown finding code(s) {bad}; known: {list(FINDING_CODES)}")
+        return v
+
+
 class ScoringSettings(_Frozen):
     formula_multiplier_schedule_2: float = Field(3.0, gt=0)
     formula_multiplier_schedule_3_5: float = Field(8.0, gt=0)
     formula_window_days: int = Field(365, ge=28, le=730)
     formula_min_history_days: int = Field(28, ge=0)
-    hold_on_formula: bool = True
+    hold_on_formula: bool = False
     models_dir: str = ""
+    size_min_ratio: float = Field(3.0, gt=1)
+    size_max_ratio: float = Field(1.8, gt=0)
+    peer_z_threshold: float = Field(5.0, gt=0)
+    cold_z_threshold: float = Field(2.5, gt=0)
+    frequency_min_excess: float = Field(4.0, ge=0)
+    frequency_min_count: int = Field(4, ge=2)
+    split_min_excess: float = Field(2.0, gt=0)
+    split_ratio: float = Field(3.0, gt=1)
+    strength_ratio: float = Field(2.5, gt=1)
+    ramp_ratio: float = Field(2.3, gt=1)
+    mix_threshold: float = Field(0.5, gt=0, le=1)
+    iforest_quantile: float = Field(0.999, gt=0.5, lt=1)
+    limits: dict[str, float] = {}
+    overrides: list[OverrideSettings] = []
+
+    @field_validator("limits")
+    @classmethod
+    def _known_limits(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [c for c in v if c not in FINDING_CODES]
+        if bad:
+            raise ValueError(f"unknown finding code(s) {bad}; known: {list(FINDING_CODES)}")
+        if any(x <= 0 for x in v.values()):
+            raise ValueError("every limit factor must be > 0")
+        return v
 
 
 class WebSettings(_Frozen):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from config import Settings
 from connectors.catalog import Catalog
-from engine.decide import decide
+from engine.decide import Policy, decide
 from engine.enrich import enrich
 from engine.profile import RegistrantProfile
 from engine.records import (
@@ -30,9 +30,13 @@ from engine.records import (
 )
 from engine.verify import VerifiedOrder, Verifier
 from models.base import OrderContext
+from models.features import order_features
 from models.formula import FormulaBaseline
+from models.frequency import FrequencyScorer
+from models.pattern import PatternScorer
+from models.size import SizeScorer
 
-__all__ = ["Pipeline", "Outcome", "build_pipeline"]
+__all__ = ["Pipeline", "Outcome", "build_pipeline", "build_scorers"]
 
 Outcome = Decision | Rejection
 _EPOCH_DAY = 86400
@@ -65,14 +69,20 @@ class Pipeline:
         verifier: Verifier,
         scorers: list,
         judge_at: datetime | None = None,
+        peers=None,
+        policy: Policy | None = None,
+        artifacts_version: str = "",
     ):
         self.settings = settings
         self.judge_at = judge_at  # a fixed "now" for time rules (``--at``)
         self.catalog = catalog
         self.verifier = verifier
         self.scorers = scorers
+        self.peers = peers  # trained PeerBaselines, or None (no peer comparison)
+        self.policy = policy or Policy()
+        self.on_context = None  # som train: called with every OrderContext
         self.config_version = settings.config_version
-        self.model_version = "+".join(_scorer_version(s) for s in scorers)
+        self.model_version = _model_version(scorers, artifacts_version)
         self._judge_at_receipt = settings.verification.time_rules_at == "received"
 
     def verify(self, raw: bytes, received: Received) -> VerifiedOrder | Rejection:
@@ -104,7 +114,7 @@ class Pipeline:
         digest = verified.raw_sha256[:16]
         seen = profile.seen_as(order.order_number)
         if seen is not None:
-            record = profile.recent.get(order.order_number)
+            record = profile.recorded(order.order_number)
             if seen == digest and record is not None:
                 return decision_from_dict(record)  # redelivery: the same decision again
             return Rejection(
@@ -119,12 +129,18 @@ class Pipeline:
             amounts = enrich(order, self.catalog)
         except Rejected as exc:
             return _rejection(exc, b"", received, verified.raw_sha256)
-        day = int(order.signed_at.timestamp()) // _EPOCH_DAY
-        ctx = OrderContext(dea, day, amounts, profile)
+        t = order.signed_at.timestamp()
+        day = int(t) // _EPOCH_DAY
+        feats = order_features(dea, day, t, amounts, profile)
+        if self.peers is not None:
+            feats.peer_group = self.peers.group(dea, feats.volume_week, feats.cold)
+        ctx = OrderContext(dea, day, amounts, profile, t, feats)
+        if self.on_context is not None:
+            self.on_context(ctx)
         findings = []
         for scorer in self.scorers:
             findings.extend(scorer.assess(ctx))
-        verdict, reasons, scores = decide(findings)
+        verdict, reasons, scores = decide(findings, self.policy, dea)
         history = profile.history_days(day)
         decision = Decision(
             order_number=order.order_number,
@@ -142,12 +158,18 @@ class Pipeline:
                 "history_days": history,
                 "families": [a.family for a in amounts],
                 "received_at": received.iso,
+                "cold_start": feats.cold,
+                "peer_group": feats.peer_group or None,
             },
         )
         profile.apply(
-            order.order_number, day, digest, [(a.family, a.units, a.grams, a.mme) for a in amounts]
+            order.order_number,
+            day,
+            digest,
+            [(a.family, a.units, a.grams, a.mme) for a in amounts],
+            t,
         )
-        profile.remember(order.order_number, decision.to_dict())
+        profile.remember(order.order_number, decision.to_dict(), time.time())
         profiles[dea] = profile  # reassign: a table writes its changelog on set, not on mutation
         return decision
 
@@ -175,10 +197,43 @@ def _rejection(exc: Rejected, raw: bytes, received: Received, digest: str = "") 
     )
 
 
-def _scorer_version(scorer) -> str:
-    params = ",".join(f"{k}={v}" for k, v in sorted(vars(scorer).items()) if not k.endswith("_"))
-    tag = hashlib.sha256(f"{type(scorer).__name__}({params})".encode()).hexdigest()[:8]
-    return f"{scorer.name}-{tag}"
+def _model_version(scorers: list, artifacts_version: str) -> str:
+    """A content hash of every scorer's parameters, plus the trained artifacts' version."""
+    text = ";".join(
+        f"{type(s).__name__}("
+        + ",".join(f"{k}={v}" for k, v in sorted(vars(s).items()) if not k.endswith("_"))
+        + ")"
+        for s in scorers
+    )
+    tag = "mdl-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    return f"{tag}+{artifacts_version}" if artifacts_version else tag
+
+
+def build_scorers(settings: Settings, models=None) -> list:
+    """The scorers named by ``[scoring]``, with trained artifacts when given."""
+    sc = settings.scoring
+    size = SizeScorer(sc.size_min_ratio, sc.size_max_ratio, 3, sc.peer_z_threshold,
+                      sc.cold_z_threshold)
+    if models is not None:
+        size.fit(models.peers)
+    scorers = [
+        size,
+        FrequencyScorer(sc.frequency_min_excess, sc.frequency_min_count, 6,
+                        sc.split_min_excess, sc.split_ratio),
+        PatternScorer(6, sc.strength_ratio, sc.ramp_ratio, sc.mix_threshold),
+    ]
+    if models is not None:
+        scorers.append(models.iforest)
+    scorers.append(
+        FormulaBaseline(
+            sc.formula_multiplier_schedule_2,
+            sc.formula_multiplier_schedule_3_5,
+            sc.formula_window_days,
+            sc.formula_min_history_days,
+            sc.hold_on_formula,
+        )
+    )
+    return scorers
 
 
 def build_pipeline(settings: Settings, judge_at: datetime | None = None) -> Pipeline:
@@ -186,13 +241,20 @@ def build_pipeline(settings: Settings, judge_at: datetime | None = None) -> Pipe
     catalog = Catalog.load(settings.resolve(settings.catalog.path))
     base = Path(settings.source).parent if not settings.source.startswith("<") else None
     verifier = Verifier(settings.verification, catalog, base)
+    models = None
+    if settings.scoring.models_dir:
+        from models.artifacts import load_models
+
+        models = load_models(settings.resolve(settings.scoring.models_dir))
     sc = settings.scoring
-    scorers = [
-        FormulaBaseline(
-            sc.formula_multiplier_schedule_2,
-            sc.formula_multiplier_schedule_3_5,
-            sc.formula_window_days,
-            sc.formula_min_history_days,
-        )
-    ]
-    return Pipeline(settings, catalog, verifier, scorers, judge_at)
+    policy = Policy(sc.limits, [o.model_dump() for o in sc.overrides])
+    return Pipeline(
+        settings,
+        catalog,
+        verifier,
+        build_scorers(settings, models),
+        judge_at,
+        peers=models.peers if models else None,
+        policy=policy,
+        artifacts_version=models.version if models else "",
+    )

@@ -6,8 +6,14 @@ event-time day (the order's signing date), never wall-clock, and expire by event
 time. Rolling sums over ``WINDOWS`` are kept incrementally so that a score reads
 them in O(1) instead of summing a year of buckets per order.
 
-Memory is bounded per registrant: at most ``RETENTION_DAYS`` buckets per family,
-``MAX_SEEN`` remembered order numbers and ``RECENT`` stored decisions.
+Scorers also need single orders, not only daily sums: each family keeps its last
+``RING`` orders as ``[t, units, grams]`` (t = signing time in epoch seconds), and the
+registrant keeps its last ``TIMES`` signing times. Order sizes, cadence, split
+windows and strength changes are read from these small rings.
+
+Memory is bounded per registrant: at most ``RETENTION_DAYS`` buckets and ``RING``
+orders per family, ``TIMES`` signing times, ``MAX_SEEN`` remembered order numbers
+and ``RECENT`` stored decisions.
 
 >>> p = RegistrantProfile()
 >>> p.apply("25X000001", 20000, "aa", [("oxycodone", 100.0, 0.9, 1350.0)])
@@ -24,23 +30,28 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FamilyHistory", "RegistrantProfile", "WINDOWS", "RETENTION_DAYS"]
+__all__ = ["FamilyHistory", "RegistrantProfile", "WINDOWS", "RETENTION_DAYS", "RING", "TIMES"]
 
 WINDOWS = (7, 30, 90, 365)
 RETENTION_DAYS = 400
 MAX_SEEN = 4096
-RECENT = 16
+RECENT = 64
+RECENT_KEEP_S = 60.0
 SEEN_DAYS = 120  # two order-validity periods (1305.22(e): 60 days)
+RING = 24  # last orders per family kept whole (size, split, strength, ramp)
+TIMES = 32  # last signing times per registrant (cadence, bursts)
 _ZERO = (0.0, 0.0, 0.0, 0.0)
 
 
 class FamilyHistory:
     """Daily buckets [units, grams, mme, orders] of one drug family, with rolling sums."""
 
-    __slots__ = ("days", "first_day", "last_day", "_anchor", "_sums")
+    __slots__ = ("days", "first_day", "last_day", "ring", "peak", "_anchor", "_sums")
 
     def __init__(self) -> None:
         self.days: dict[int, list[float]] = {}
+        self.ring: list[list[float]] = []  # last RING orders: [t, units, grams]
+        self.peak = 0.0  # strongest mg base per unit ever bought (kept after buckets expire)
         self.first_day: int | None = None
         self.last_day: int | None = None
         self._anchor: int | None = None
@@ -61,7 +72,14 @@ class FamilyHistory:
                 acc[3] += b[3]
         return tuple(acc)  # type: ignore[return-value]
 
-    def add(self, day: int, units: float, grams: float, mme: float) -> None:
+    def add(
+        self, day: int, units: float, grams: float, mme: float, t: float | None = None
+    ) -> None:
+        self.ring.append([float(day * 86400 if t is None else t), units, grams])
+        if len(self.ring) > RING:
+            del self.ring[0]
+        if units > 0 and grams * 1000.0 / units > self.peak:
+            self.peak = grams * 1000.0 / units
         bucket = self.days.get(day)
         if bucket is None:
             bucket = self.days[day] = [0.0, 0.0, 0.0, 0.0]
@@ -127,7 +145,7 @@ class FamilyHistory:
 class RegistrantProfile:
     """Everything the engine remembers about one purchaser."""
 
-    __slots__ = ("families", "seen", "recent", "first_day", "last_day", "orders")
+    __slots__ = ("families", "seen", "recent", "first_day", "last_day", "orders", "times")
 
     def __init__(self) -> None:
         self.families: dict[str, FamilyHistory] = {}
@@ -136,6 +154,7 @@ class RegistrantProfile:
         self.first_day: int | None = None
         self.last_day: int | None = None
         self.orders = 0
+        self.times: list[float] = []  # last TIMES signing times, epoch seconds
 
     def history_days(self, day: int) -> int:
         """Days of own history before ``day`` (0 for a new registrant)."""
@@ -152,13 +171,21 @@ class RegistrantProfile:
         day: int,
         digest: str,
         amounts: list[tuple[str, float, float, float]],
+        t: float | None = None,
     ) -> None:
-        """Add one order's (family, units, grams, mme) amounts; remember its identity."""
+        """Add one order's (family, units, grams, mme) amounts; remember its identity.
+
+        ``t`` is the signing time in epoch seconds (default: the start of ``day``).
+        """
+        t = float(day * 86400 if t is None else t)
         for family, units, grams, mme in amounts:
             hist = self.families.get(family)
             if hist is None:
                 hist = self.families[family] = FamilyHistory()
-            hist.add(day, units, grams, mme)
+            hist.add(day, units, grams, mme, t)
+        self.times.append(t)
+        if len(self.times) > TIMES:
+            del self.times[0]
         self.orders += 1
         if self.first_day is None or day < self.first_day:
             self.first_day = day
@@ -170,30 +197,55 @@ class RegistrantProfile:
             while len(self.seen) > MAX_SEEN:
                 del self.seen[next(iter(self.seen))]
 
-    def remember(self, order_number: str, record: dict[str, Any]) -> None:
-        """Keep the decision so a redelivered message gets the same one (at-least-once)."""
-        self.recent[order_number] = record
-        if len(self.recent) > RECENT:
-            del self.recent[next(iter(self.recent))]
+    def remember(self, order_number: str, record: dict[str, Any], now: float) -> None:
+        """Keep the decision so a redelivered message gets the same one (at-least-once).
+
+        Only messages after the last committed offset are redelivered, and they
+        come back before any newer message of this registrant (same partition),
+        so decisions younger than ``RECENT_KEEP_S`` wall-clock seconds (many
+        commit intervals) suffice; ``RECENT`` caps the count for a registrant
+        sending more than that many orders within that time.
+        """
+        self.recent[order_number] = [now, record]
+        cutoff = now - RECENT_KEEP_S
+        while self.recent:
+            first = next(iter(self.recent))
+            if len(self.recent) <= RECENT and self.recent[first][0] >= cutoff:
+                break
+            del self.recent[first]
+
+    def recorded(self, order_number: str) -> dict[str, Any] | None:
+        """The decision recorded for a recently applied order, if still kept."""
+        entry = self.recent.get(order_number)
+        return entry[1] if entry else None
 
     def to_state(self) -> list:
+        """A JSON-ready list (version 2); ``from_state`` reads versions 1 and 2."""
         fams = {
-            f: [h.first_day, h.last_day, [[d, *b] for d, b in h.days.items()]]
+            f: [h.first_day, h.last_day, [[d, *b] for d, b in h.days.items()], h.ring, h.peak]
             for f, h in self.families.items()
         }
         seen = [[k, d, s] for k, (d, s) in self.seen.items()]
-        return [1, self.first_day, self.last_day, self.orders, fams, seen, self.recent]
+        return [
+            2, self.first_day, self.last_day, self.orders, fams, seen, self.recent, self.times
+        ]
 
     @classmethod
     def from_state(cls, state: list) -> RegistrantProfile:
-        if not isinstance(state, list) or not state or state[0] != 1:
+        if not isinstance(state, list) or not state or state[0] not in (1, 2):
             raise ValueError("unknown profile state version")
         p = cls()
-        _, p.first_day, p.last_day, p.orders, fams, seen, p.recent = state
-        for f, (first, last, buckets) in fams.items():
+        if state[0] == 1:
+            _, p.first_day, p.last_day, p.orders, fams, seen, p.recent = state
+        else:
+            _, p.first_day, p.last_day, p.orders, fams, seen, p.recent, times = state
+            p.times = [float(x) for x in times]
+        for f, entry in fams.items():
             h = p.families[f] = FamilyHistory()
-            h.first_day, h.last_day = first, last
+            h.first_day, h.last_day, buckets = entry[0], entry[1], entry[2]
             h.days = {int(b[0]): [float(x) for x in b[1:]] for b in buckets}
+            h.ring = [[float(x) for x in r] for r in entry[3]] if len(entry) > 3 else []
+            h.peak = float(entry[4]) if len(entry) > 4 else 0.0
             h.rebuild()
         p.seen = {k: (d, s) for k, d, s in seen}
         return p

@@ -20,6 +20,8 @@ cold start instead of holding (the peer models judge such orders).
 
 from __future__ import annotations
 
+from sklearn.base import BaseEstimator
+
 from models.base import Finding, OrderContext
 
 __all__ = ["FormulaBaseline"]
@@ -27,7 +29,7 @@ __all__ = ["FormulaBaseline"]
 _DAYS_PER_MONTH = 365.25 / 12
 
 
-class FormulaBaseline:
+class FormulaBaseline(BaseEstimator):
     """12-month average monthly purchases x multiplier, per drug family, in grams of base."""
 
     name = "formula"
@@ -38,11 +40,13 @@ class FormulaBaseline:
         multiplier_schedule_3_5: float = 8.0,
         window_days: int = 365,
         min_history_days: int = 28,
+        hold: bool = True,
     ) -> None:
         self.multiplier_schedule_2 = multiplier_schedule_2
         self.multiplier_schedule_3_5 = multiplier_schedule_3_5
         self.window_days = window_days
         self.min_history_days = min_history_days
+        self.hold = hold  # False: always computed and reported, never holds alone
 
     def fit(self, X=None, y=None) -> FormulaBaseline:  # noqa: N803 - scikit-learn naming
         """Nothing to learn: the formula reads the registrant's own profile."""
@@ -76,17 +80,19 @@ class FormulaBaseline:
             )
             threshold = grams / months * mult
             ratio = amount.grams / threshold if threshold > 0 else float("inf")
-            if ratio > 1.0:
-                findings.append(
-                    Finding(
-                        "formula_baseline",
-                        min(ratio, 1e9),
-                        round(amount.grams, 4),
-                        round(threshold, 4),
-                        f"{amount.family}: order of {amount.grams:.2f} g base exceeds "
-                        f"{mult:g} x the {months:.1f}-month average monthly purchase "
-                        f"({grams / months:.2f} g)",
-                        hold=True,
-                    )
+            verb = "exceeds" if ratio > 1.0 else "is within"
+            findings.append(
+                Finding(
+                    "formula_baseline",
+                    min(ratio, 1e9),
+                    round(amount.grams, 4),
+                    round(threshold, 4),
+                    f"{amount.family}: order of {amount.grams:.2f} g base {verb} "
+                    f"{mult:g} x the {months:.1f}-month average monthly purchase "
+                    f"({grams / months:.2f} g)",
+                    hold=self.hold,
+                    family=amount.family,
+                    schedule=amount.schedule,
                 )
+            )
         return findings

@@ -23,16 +23,18 @@ def test_every_message_ends_as_one_record(tmp_path):
     }
 
 
-def test_size_spike_is_held_by_formula(tmp_path):
+def test_size_spike_is_held_and_formula_reported(tmp_path):
     tf = build_feed(tmp_path, bad=False)
     pipeline = build_pipeline(load_settings(tf.config))
     held = []
     replay(pipeline, read_feed(tf.feed), on_outcome=lambda o: held.append(o)
            if getattr(o, "decision", None) == "HOLD" else None)
-    spike = [d for d in held if d.purchaser_dea == "BP1234563" and d.reasons
-             and d.reasons[0].code == "formula_baseline"]
+    spike = [d for d in held if d.purchaser_dea == "BP1234563"]
     assert spike, [d.to_dict() for d in held]
-    assert spike[-1].reasons[0].value > spike[-1].reasons[0].threshold
+    codes = [r.code for r in spike[-1].reasons]
+    assert codes[0] == "size_own", codes
+    formula = [r for r in spike[-1].reasons if r.code == "formula_baseline"]
+    assert formula and formula[0].value > formula[0].threshold  # reported, not the holder
 
 
 def test_som_replay_cli_writes_decisions_and_rejections(tmp_path):

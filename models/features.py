@@ -1,0 +1,184 @@
+"""Per-order features, computed once from the profile *before* the order.
+
+Every scorer and the isolation forest read the same numbers, so a hold's reasons
+and its forest score never disagree about what the history was. Order sizes are
+compared on a log scale (orders are multiplicative: a 4x order is as unusual for
+a small pharmacy as for a distributor) with median and MAD, which one earlier
+spike does not drag the way a mean and standard deviation would.
+
+>>> from engine.enrich import FamilyAmount
+>>> from engine.profile import RegistrantProfile
+>>> p = RegistrantProfile()
+>>> for i in range(8):
+...     p.apply(f"25X{i:06d}", 20000 + 7 * i, "x", [("oxycodone", 100.0 + i, 0.9, 1.0)])
+>>> a = FamilyAmount("oxycodone", "2", True, 800.0, 7.2, 1.0, 9.0, ("n",))
+>>> f = order_features("BP1234563", 20056, 20056 * 86400.0, (a,), p)
+>>> fam = f.families[0]
+>>> fam.n, round(fam.ratio_units, 2), fam.z_units > 4
+(8, 7.73, True)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from engine.enrich import FamilyAmount
+from engine.profile import FamilyHistory, RegistrantProfile
+
+__all__ = ["FamilyFeatures", "OrderFeatures", "order_features", "FEATURES", "SIGMA_FLOOR"]
+
+SIGMA_FLOOR = 0.25  # log scale: whole packages make tiny MADs meaningless
+SPLIT_WINDOW_S = 36 * 3600.0
+COUNT_WINDOW_S = 72 * 3600.0
+RAMP_RECENT = 4  # the current order and the 3 before it
+RAMP_MIN_OLDER = 8
+COLD_DAYS = 28
+COLD_ORDERS = 4
+TREND_MIN_PRIOR_DAYS = 30
+FEATURES = (
+    "log_units", "log_grams", "families", "max_z_units", "max_z_grams", "max_split_ratio",
+    "count_ratio", "max_strength_ratio", "max_ramp", "first_purchases", "gap_ratio",
+)
+
+
+@dataclass(slots=True)
+class FamilyFeatures:
+    """One family of the order against that family's own recent orders."""
+
+    amount: FamilyAmount
+    n: int  # prior orders of this family in the ring
+    median_units: float
+    median_grams: float
+    sigma_units: float  # robust sigma of log units (MAD x 1.4826, floored)
+    sigma_grams: float
+    z_units: float
+    z_grams: float
+    ratio_units: float  # this order / median order
+    ratio_grams: float
+    max_strength: float  # highest mg base per unit ever bought (0: none)
+    max_units: float  # largest prior order in the ring (0: none)
+    max_grams: float
+    window_units: float  # this order plus prior orders inside SPLIT_WINDOW_S
+    window_orders: int
+    ramp: float  # median of the last RAMP_RECENT orders / median of the older ones
+    trend: float  # daily rate over the last 30 days (this order included) / the year before
+
+
+@dataclass(slots=True)
+class OrderFeatures:
+    """The whole order: its families plus the registrant's cadence and size."""
+
+    families: tuple[FamilyFeatures, ...]
+    history_days: int
+    prior_orders: int
+    interval: float  # median seconds between the registrant's orders (0: unknown)
+    count_window: int  # orders inside COUNT_WINDOW_S, this one included
+    since_last: float  # seconds since the previous order (-1: none)
+    volume_week: float  # dosage units per week over the last 90 days
+    cold: bool  # too little own history: peers judge
+    peer_group: str = ""  # set by the pipeline from the trained peer baselines
+
+    def vector(self) -> list[float]:
+        """The isolation forest's input, in ``FEATURES`` order."""
+        fams = self.families
+        units = sum(f.amount.units for f in fams)
+        grams = sum(f.amount.grams for f in fams)
+        expected = COUNT_WINDOW_S / self.interval if self.interval > 0 else 1.0
+        return [
+            math.log1p(units),
+            math.log1p(grams * 1000.0),
+            float(len(fams)),
+            max((f.z_units for f in fams), default=0.0),
+            max((f.z_grams for f in fams), default=0.0),
+            max((_split_ratio(f, self.interval) for f in fams), default=0.0),
+            self.count_window / max(expected, 1.0),
+            max((_strength_ratio(f) for f in fams), default=1.0),
+            max((f.ramp for f in fams), default=1.0),
+            float(sum(1 for f in fams if f.n == 0 and not self.cold)),
+            (self.since_last / self.interval) if self.interval > 0 and self.since_last >= 0
+            else 1.0,
+        ]
+
+
+def _strength_ratio(f: FamilyFeatures) -> float:
+    return f.amount.strength_mg / f.max_strength if f.max_strength > 0 else 1.0
+
+
+def _split_ratio(f: FamilyFeatures, interval: float) -> float:
+    if f.n == 0 or f.window_orders < 2:
+        return 0.0
+    return f.window_units / (f.median_units * max(1.0, SPLIT_WINDOW_S / max(interval, 1.0)))
+
+
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else math.sqrt(s[n // 2 - 1] * s[n // 2])
+
+
+def _robust(values: list[float], x: float) -> tuple[float, float, float]:
+    """(median, sigma of logs, z of ``x``) for positive ``values``."""
+    med = _median(values)
+    spread = [v / med if v >= med else med / v for v in values]
+    sigma = max(1.4826 * math.log(_median(spread)), SIGMA_FLOOR)
+    return med, sigma, math.log(x / med) / sigma
+
+
+def _trend(a: FamilyAmount, hist: FamilyHistory, day: int) -> float:
+    span = min(day - hist.first_day, 365) - 30
+    if span < TREND_MIN_PRIOR_DAYS:
+        return 1.0
+    last30 = hist.window(day, 30)[0]
+    prior = hist.window(day, 365)[0] - last30
+    if prior <= 0:
+        return 1.0
+    return ((last30 + a.units) / 30.0) / (prior / span)
+
+
+def _family(a: FamilyAmount, hist: FamilyHistory | None, t: float, day: int) -> FamilyFeatures:
+    ring = hist.ring if hist is not None else []
+    n = len(ring)
+    if n == 0:
+        return FamilyFeatures(a, 0, 0.0, 0.0, SIGMA_FLOOR, SIGMA_FLOOR, 0.0, 0.0, 1.0, 1.0,
+                              hist.peak if hist else 0.0, 0.0, 0.0, a.units, 1, 1.0, 1.0)
+    units = [max(r[1], 1e-9) for r in ring]
+    grams = [max(r[2], 1e-12) for r in ring]
+    mu, su, zu = _robust(units, max(a.units, 1e-9))
+    mg, sg, zg = _robust(grams, max(a.grams, 1e-12))
+    lo = t - SPLIT_WINDOW_S
+    w_units, w_orders = a.units, 1
+    for r in ring:
+        if r[0] > lo:
+            w_units += r[1]
+            w_orders += 1
+    ramp = 1.0
+    if n >= RAMP_MIN_OLDER + RAMP_RECENT - 1:
+        recent = units[-(RAMP_RECENT - 1):] + [max(a.units, 1e-9)]
+        ramp = _median(recent) / _median(units[: -(RAMP_RECENT - 1)])
+    return FamilyFeatures(a, n, mu, mg, su, sg, zu, zg, a.units / mu, a.grams / mg, hist.peak,
+                          max(units), max(grams), w_units, w_orders, ramp, _trend(a, hist, day))
+
+
+def order_features(
+    dea: str, day: int, t: float, amounts: tuple[FamilyAmount, ...], profile: RegistrantProfile
+) -> OrderFeatures:
+    """Features of one order against ``profile`` as it was before the order."""
+    fams = []
+    for a in amounts:
+        fams.append(_family(a, profile.families.get(a.family), t, day))
+    times = profile.times
+    interval, since_last, count = 0.0, -1.0, 1
+    if times:
+        since_last = t - times[-1]
+        lo = t - COUNT_WINDOW_S
+        count += sum(1 for x in times if x > lo)
+        if len(times) >= 4:
+            s = sorted(times)
+            interval = _median([max(b - a, 3600.0) for a, b in zip(s, s[1:], strict=False)])
+    history = profile.history_days(day)
+    span = min(90, max(history, 1))
+    volume = sum(h.window(day, 90)[0] for h in profile.families.values()) * 7.0 / span
+    cold = history < COLD_DAYS or profile.orders < COLD_ORDERS
+    return OrderFeatures(tuple(fams), history, profile.orders, interval, count, since_last,
+                         volume, cold)

@@ -1,0 +1,90 @@
+"""An isolation forest exported from scikit-learn as flat numpy arrays, scored by a walk.
+
+Scoring one order with scikit-learn costs milliseconds (DESIGN.md section 4); the
+exported forest is a handful of arrays: all trees' nodes concatenated, leaves
+pointing to themselves, so a fixed number of vectorised steps (the deepest
+tree's depth) moves every (tree, row) pair to its leaf. Values at the leaves are
+scikit-learn's own path lengths, so ``score_samples`` equals scikit-learn's.
+
+>>> import numpy as np
+>>> from sklearn.ensemble import IsolationForest
+>>> X = np.random.default_rng(0).normal(size=(300, 3))
+>>> m = IsolationForest(n_estimators=20, random_state=0).fit(X)
+>>> f = ExportedForest.from_sklearn(m)
+>>> bool(np.allclose(f.score_samples(X), m.score_samples(X), rtol=0, atol=1e-12))
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ExportedForest"]
+
+_ARRAYS = ("feature", "threshold", "left", "right", "value", "roots")
+
+
+class ExportedForest:
+    """feature/threshold/left/right/value per node; ``roots`` index each tree's root."""
+
+    def __init__(self, feature, threshold, left, right, value, roots, depth: int, denom: float):
+        self.feature = np.asarray(feature, dtype=np.int64)
+        self.threshold = np.asarray(threshold, dtype=np.float64)
+        self.left = np.asarray(left, dtype=np.int64)
+        self.right = np.asarray(right, dtype=np.int64)
+        self.value = np.asarray(value, dtype=np.float64)
+        self.roots = np.asarray(roots, dtype=np.int64)
+        self.depth = int(depth)
+        self.denom = float(denom)
+
+    @classmethod
+    def from_sklearn(cls, model) -> ExportedForest:
+        """Flatten a fitted ``sklearn.ensemble.IsolationForest``."""
+        from sklearn.ensemble._iforest import _average_path_length
+
+        feats, thrs, lefts, rights, values, roots = [], [], [], [], [], []
+        offset, depth = 0, 0
+        for i, (est, cols) in enumerate(zip(model.estimators_, model.estimators_features_,
+                                            strict=True)):
+            t = est.tree_
+            n = t.node_count
+            leaf = t.children_left == -1
+            idx = np.arange(n)
+            feats.append(np.where(leaf, 0, np.asarray(cols)[np.maximum(t.feature, 0)]))
+            thrs.append(np.where(leaf, np.inf, t.threshold))
+            lefts.append(np.where(leaf, idx, t.children_left) + offset)
+            rights.append(np.where(leaf, idx, t.children_right) + offset)
+            values.append(model._decision_path_lengths[i]
+                          + model._average_path_length_per_tree[i] - 1.0)
+            roots.append(offset)
+            depth = max(depth, int(t.max_depth))
+            offset += n
+        denom = len(model.estimators_) * float(_average_path_length([model._max_samples])[0])
+        return cls(np.concatenate(feats), np.concatenate(thrs), np.concatenate(lefts),
+                   np.concatenate(rights), np.concatenate(values), np.asarray(roots), depth,
+                   denom)
+
+    def score_samples(self, X) -> np.ndarray:  # noqa: N803 - scikit-learn naming
+        """scikit-learn's ``score_samples``: minus the anomaly score, lower is stranger."""
+        X = np.asarray(X, dtype=np.float32)  # as scikit-learn compares
+        if X.ndim == 1:
+            X = X[None, :]
+        rows = np.arange(X.shape[0])
+        node = np.broadcast_to(self.roots[:, None], (len(self.roots), X.shape[0])).copy()
+        for _ in range(self.depth):
+            go_left = X[rows, self.feature[node]] <= self.threshold[node]
+            node = np.where(go_left, self.left[node], self.right[node])
+        depths = self.value[node].sum(axis=0)
+        if self.denom == 0:
+            return -np.ones(X.shape[0])
+        return -(2.0 ** (-depths / self.denom))
+
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        out = {f"{prefix}{k}": getattr(self, k) for k in _ARRAYS}
+        out[f"{prefix}meta"] = np.asarray([self.depth, self.denom], dtype=np.float64)
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays, prefix: str) -> ExportedForest:
+        meta = arrays[f"{prefix}meta"]
+        return cls(*(arrays[f"{prefix}{k}"] for k in _ARRAYS), int(meta[0]), float(meta[1]))

@@ -1,0 +1,122 @@
+"""Pattern: a shift away from the registrant's normal buying, beyond any one order's size.
+
+- first purchase of a drug family by an established registrant (IQVIA and
+  Cardinal Health both flag it; DOMAIN.md section 5);
+- a strength the registrant never bought before, much stronger than its usual;
+- a steady ramp: over the last 30 days (this order included) the registrant buys
+  its families at ``ramp_ratio`` times their daily rate of the year before. The
+  ramp scales every line, so the statistic is the lower median over the order's
+  families (at least two with a year-before rate): one family's seasonal swing
+  does not trip it, and no single order needs to be over any size limit;
+- family mix: Jensen-Shannon divergence (base 2, so 0..1) between the last 30
+  days' MME shares per family, this order included, and the 335 days before.
+
+>>> same, apart = jensen_shannon({"a": 1.0}, {"a": 1.0}), jensen_shannon({"a": 1.0}, {"b": 1.0})
+>>> round(same, 3), round(apart, 3)
+(0.0, 1.0)
+"""
+
+from __future__ import annotations
+
+import math
+
+from sklearn.base import BaseEstimator
+
+from models.base import Finding, OrderContext
+
+__all__ = ["PatternScorer", "jensen_shannon"]
+
+
+def jensen_shannon(p: dict[str, float], q: dict[str, float]) -> float:
+    """JS divergence in bits between two unnormalised non-negative mixes."""
+    sp, sq = sum(p.values()), sum(q.values())
+    if sp <= 0 or sq <= 0:
+        return 0.0
+    js = 0.0
+    for k in p.keys() | q.keys():
+        a, b = p.get(k, 0.0) / sp, q.get(k, 0.0) / sq
+        m = (a + b) / 2
+        if a > 0:
+            js += a * math.log2(a / m) / 2
+        if b > 0:
+            js += b * math.log2(b / m) / 2
+    return js
+
+
+class PatternScorer(BaseEstimator):
+    """New family, new stronger strength, steady ramp, and family-mix shift."""
+
+    name = "pattern"
+
+    def __init__(
+        self,
+        min_prior_orders: int = 6,
+        strength_ratio: float = 2.5,
+        ramp_ratio: float = 2.3,
+        mix_threshold: float = 0.5,
+        mix_min_history_days: int = 60,
+    ) -> None:
+        self.min_prior_orders = min_prior_orders
+        self.strength_ratio = strength_ratio
+        self.ramp_ratio = ramp_ratio
+        self.mix_threshold = mix_threshold
+        self.mix_min_history_days = mix_min_history_days
+
+    def fit(self, X=None, y=None) -> PatternScorer:  # noqa: N803 - scikit-learn naming
+        """Nothing to learn across registrants: each is its own baseline."""
+        return self
+
+    def assess(self, ctx: OrderContext) -> list[Finding]:
+        feats = ctx.features
+        if feats.cold or feats.prior_orders < self.min_prior_orders:
+            return []
+        out = []
+        for f in feats.families:
+            a = f.amount
+            if f.n == 0 and a.family not in ctx.profile.families:
+                out.append(Finding(
+                    "pattern_new_family", 1.0, 0.0, 1.0,
+                    f"{a.family}: first purchase of this drug family after "
+                    f"{feats.history_days} days and {feats.prior_orders} orders without it "
+                    f"({a.units:,.0f} units, {a.grams:.2f} g base)",
+                    hold=True, family=a.family, schedule=a.schedule))
+                continue
+            if f.n >= 3 and f.max_strength > 0:
+                ratio = a.strength_mg / f.max_strength
+                out.append(Finding(
+                    "pattern_strength", round(ratio / self.strength_ratio, 4), round(ratio, 3),
+                    self.strength_ratio,
+                    f"{a.family}: {a.strength_mg:.1f} mg base per unit is {ratio:.1f}x the "
+                    f"strongest this registrant ever bought of this family "
+                    f"({f.max_strength:.1f} mg; limit {self.strength_ratio:g}x)",
+                    hold=True, family=a.family, schedule=a.schedule))
+        trends = sorted(f.trend for f in feats.families if f.trend != 1.0)
+        if len(trends) >= 2:
+            lowmed = trends[(len(trends) - 1) // 2]
+            out.append(Finding(
+                "pattern_ramp", round(lowmed / self.ramp_ratio, 4), round(lowmed, 3),
+                self.ramp_ratio,
+                f"over the last 30 days this registrant bought {len(trends)} of this order's "
+                f"families at {trends[0]:.1f}x to {trends[-1]:.1f}x their daily rate of the "
+                f"year before (lower median {lowmed:.1f}x; limit {self.ramp_ratio:g}x): a "
+                f"steady increase, whatever the size of each order",
+                hold=True))
+        if feats.history_days >= self.mix_min_history_days:
+            out.append(self._mix(ctx))
+        return out
+
+    def _mix(self, ctx: OrderContext) -> Finding:
+        recent = {a.family: a.mme for a in ctx.amounts}
+        before: dict[str, float] = {}
+        for fam, hist in ctx.profile.families.items():
+            last30 = hist.window(ctx.day, 30)[2]
+            recent[fam] = recent.get(fam, 0.0) + last30
+            before[fam] = hist.window(ctx.day, 365)[2] - last30
+        js = jensen_shannon(recent, before)
+        top = max(recent, key=lambda k: recent[k] / (before.get(k, 0.0) + 1e-9))
+        return Finding(
+            "pattern_mix", round(js / self.mix_threshold, 4), round(js, 4), self.mix_threshold,
+            f"family mix (MME shares) of the last 30 days differs from the year before by "
+            f"Jensen-Shannon {js:.2f} (limit {self.mix_threshold:g}); largest relative "
+            f"increase: {top}",
+            hold=True)

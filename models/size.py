@@ -1,0 +1,93 @@
+"""Size: is this order unusually large for this registrant, or for its peers?
+
+Per family, in dosage units *and* in grams of base, against the registrant's own
+last orders of that family: the order must be at least ``min_ratio`` times the
+median order and ``max_ratio`` times the largest recent order, in both units. Why
+not median + k MAD alone: orders come in whole packages (1, 2 or 3 packs), and
+families with two package sizes or strengths are bimodal, so the MAD collapses or
+misleads; the robust z is still computed and shown. The "largest recent order"
+term means a registrant that has legitimately bought this much before is not
+held for doing it again. With fewer than ``min_orders`` orders of a family, the
+peer group's baseline from ``som train`` judges instead (a cold start when the
+registrant itself is new, said so in the finding).
+"""
+
+from __future__ import annotations
+
+import math
+
+from sklearn.base import BaseEstimator
+
+from models.base import Finding, OrderContext
+from models.features import FamilyFeatures
+from models.peers import PeerBaselines
+
+__all__ = ["SizeScorer"]
+
+
+class SizeScorer(BaseEstimator):
+    """Order size per family vs own median/MAD, or vs the peer group when history is thin."""
+
+    name = "size"
+
+    def __init__(
+        self,
+        min_ratio: float = 3.0,
+        max_ratio: float = 1.8,
+        min_orders: int = 3,
+        peer_z_threshold: float = 5.0,
+        cold_z_threshold: float = 2.5,
+    ) -> None:
+        self.min_ratio = min_ratio
+        self.max_ratio = max_ratio
+        self.min_orders = min_orders
+        self.peer_z_threshold = peer_z_threshold
+        self.cold_z_threshold = cold_z_threshold
+
+    def fit(self, X, y=None) -> SizeScorer:  # noqa: N803 - scikit-learn naming
+        """Learn peer baselines from (type, cold, volume, family, units, grams) rows."""
+        self.peers_ = X if isinstance(X, PeerBaselines) else PeerBaselines.fit(X)
+        return self
+
+    def assess(self, ctx: OrderContext) -> list[Finding]:
+        feats = ctx.features
+        out = []
+        for f in feats.families:
+            if f.n >= self.min_orders:
+                out.append(self._own(f))
+            else:
+                hit = self._peer(f, feats.peer_group, feats.cold)
+                if hit is not None:
+                    out.append(hit)
+        return out
+
+    def _own(self, f: FamilyFeatures) -> Finding:
+        a = f.amount
+        ratio = min(f.ratio_units, f.ratio_grams)
+        vs_max = min(a.units / f.max_units, a.grams / f.max_grams)
+        score = min(ratio / self.min_ratio, vs_max / self.max_ratio)
+        detail = (f"{a.family}: {a.units:,.0f} dosage units / {a.grams:.2f} g base is "
+                  f"{f.ratio_units:.1f}x / {f.ratio_grams:.1f}x this registrant's median order "
+                  f"({f.median_units:,.0f} units / {f.median_grams:.2f} g) and {vs_max:.1f}x its "
+                  f"largest of the last {f.n} orders of this family (robust z {f.z_units:.1f}; "
+                  f"limits {self.min_ratio:g}x the median and {self.max_ratio:g}x the largest)")
+        return Finding("size_own", round(score, 4), round(ratio, 3), self.min_ratio, detail,
+                       hold=True, family=a.family, schedule=a.schedule)
+
+    def _peer(self, f: FamilyFeatures, group: str, cold: bool) -> Finding | None:
+        peers = getattr(self, "peers_", None)
+        stat = peers.stat(group, f.amount.family) if peers is not None and group else None
+        if stat is None:
+            return None
+        a = f.amount
+        zu = (math.log(max(a.units, 1e-9)) - stat[0]) / stat[1]
+        zg = (math.log(max(a.grams, 1e-12)) - stat[2]) / stat[3]
+        z = max(zu, zg)
+        limit = self.cold_z_threshold if cold else self.peer_z_threshold
+        who = "a registrant with little history" if cold else f"only {f.n} earlier orders"
+        detail = (f"{a.family}: {who}, so compared with peer group {group} "
+                  f"({int(stat[4])} peer order lines): {a.units:,.0f} units / {a.grams:.2f} g "
+                  f"base vs a peer median of {math.exp(stat[0]):,.0f} units / "
+                  f"{math.exp(stat[2]):.2f} g (robust z {z:.1f}, limit {limit:g})")
+        return Finding("size_peer", round(z / limit, 4), round(z, 3), limit, detail, hold=True,
+                       family=a.family, schedule=a.schedule)

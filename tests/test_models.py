@@ -1,0 +1,168 @@
+"""Scorer behaviour on hand-built histories, the forest walk, artifacts and policy."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from sklearn.ensemble import IsolationForest
+
+from engine.decide import Policy, decide
+from engine.profile import RegistrantProfile
+from models.artifacts import ModelArtifactError, Models, load_models, save_models
+from models.forest import ExportedForest
+from models.frequency import FrequencyScorer
+from models.iforest import IsolationForestScorer
+from models.pattern import PatternScorer
+from models.size import SizeScorer
+from tests.test_scorer_conformance import (
+    ALP_MG,
+    DAY,
+    amount,
+    context,
+    peers,
+    weekly_profile,
+)
+
+LAST = 20000 + 7 * 29
+
+
+def codes(findings, at_least=1.0):
+    return {f.code for f in findings if f.score >= at_least}
+
+
+def test_forest_walk_equals_sklearn_score_samples():
+    rng = np.random.default_rng(3)
+    X = np.vstack([rng.normal(size=(400, 6)), rng.normal(4, 1, size=(10, 6))])
+    model = IsolationForest(n_estimators=50, max_samples=128, random_state=7).fit(X)
+    forest = ExportedForest.from_sklearn(model)
+    probe = np.vstack([X, rng.normal(size=(200, 6)) * 3])
+    assert np.array_equal(forest.score_samples(probe), model.score_samples(probe))
+    assert forest.score_samples(probe[0]).shape == (1,)
+
+
+def test_size_spike_holds_and_normal_order_does_not():
+    p = weekly_profile()
+    size = SizeScorer()
+    spike = size.assess(context(p, LAST + 7, (amount("oxycodone", 2400),)))
+    normal = size.assess(context(p, LAST + 7, (amount("oxycodone", 200),)))
+    assert codes(spike) == {"size_own"} and "median order" in spike[0].detail
+    assert not codes(normal)
+
+
+def test_split_orders_hold_while_each_order_is_small():
+    p = weekly_profile()
+    t0 = (LAST + 7) * DAY + 36000
+    for i in range(3):
+        p.apply(f"26X{i:06d}", LAST + 7, f"s{i}", [("oxycodone", 250.0, 2.2, 3300.0)],
+                t0 + i * 3 * 3600)
+    ctx = context(p, LAST + 7, (amount("oxycodone", 250),), t0 + 10 * 3600)
+    assert "split_orders" in codes(FrequencyScorer().assess(ctx))
+    assert "size_own" not in codes(SizeScorer().assess(ctx))
+
+
+def test_burst_of_orders_holds_on_count():
+    p = weekly_profile()
+    t0 = (LAST + 7) * DAY
+    for i in range(5):
+        p.apply(f"27X{i:06d}", LAST + 7, f"b{i}", [("alprazolam", 500.0, 0.5, 0.0)],
+                t0 + i * 7200)
+    ctx = context(p, LAST + 7, (amount("alprazolam", 500, ALP_MG, "4"),), t0 + 12 * 3600)
+    assert "frequency_count" in codes(FrequencyScorer().assess(ctx))
+
+
+def test_new_family_and_stronger_strength_hold():
+    p = weekly_profile()
+    new = PatternScorer().assess(context(p, LAST + 7, (amount("morphine", 300, 22.58),)))
+    strong = PatternScorer().assess(context(p, LAST + 7, (amount("oxycodone", 100, 26.9),)))
+    usual = PatternScorer().assess(context(p, LAST + 7, (amount("oxycodone", 100),)))
+    assert "pattern_new_family" in codes(new)
+    assert "pattern_strength" in codes(strong)
+    assert not codes(usual)
+
+
+def test_steady_ramp_holds():
+    p = RegistrantProfile()
+    for w in range(40):
+        f = 1.0 if w < 30 else 1.0 + 0.25 * (w - 29)
+        day = 20000 + 7 * w
+        p.apply(f"25X{w:06d}", day, "x", [("alprazolam", 500 * f, 0.5 * f, 0.0),
+                                          ("oxycodone", 100 * f, 0.9 * f, 1350 * f)],
+                day * DAY)
+    day = 20000 + 7 * 40
+    ctx = context(p, day, (amount("alprazolam", 1800, ALP_MG, "4"), amount("oxycodone", 360)))
+    assert "pattern_ramp" in codes(PatternScorer().assess(ctx))
+
+
+def test_cold_start_is_judged_by_peers():
+    size = SizeScorer().fit(peers())
+    big = size.assess(context(RegistrantProfile(), 20000, (amount("oxycodone", 5000),),
+                              group="B:new"))
+    usual = size.assess(context(RegistrantProfile(), 20000, (amount("oxycodone", 200),),
+                                group="B:new"))
+    assert codes(big) == {"size_peer"} and "little history" in big[0].detail
+    assert not codes(usual)
+
+
+def test_policy_overrides_by_schedule_family_type_and_registrant():
+    f = amount("oxycodone", 1)
+    finding = __import__("models.base", fromlist=["Finding"]).Finding(
+        "size_own", 0.9, 2.7, 3.0, "x", hold=True, family=f.family, schedule="2")
+    assert decide([finding])[0] == "RELEASE"
+    strict = Policy({}, [{"schedule": ["2"], "factor": 0.8}])
+    assert decide([finding], strict, "BP1234563")[0] == "HOLD"
+    other = Policy({}, [{"registrant_type": "A", "factor": 0.8}])
+    assert decide([finding], other, "BP1234563")[0] == "RELEASE"
+    one = Policy({"size_own": 0.5}, [{"dea_number": "BP1234563", "factor": 3.0}])
+    assert decide([finding], one, "BP1234563")[0] == "RELEASE"
+    assert decide([finding], one, "BP7654321")[0] == "HOLD"
+
+
+def test_profile_state_round_trips_through_json():
+    p = weekly_profile(10)
+    state = json.loads(json.dumps(p.to_state()))
+    q = RegistrantProfile.from_state(state)
+    assert q.to_state() == p.to_state()
+    assert q.times == p.times and q.families["oxycodone"].ring == p.families["oxycodone"].ring
+    v1 = [1, *state[1:7]]
+    for fam in v1[4].values():
+        del fam[3:]
+    assert RegistrantProfile.from_state(v1).families["oxycodone"].ring == []
+
+
+def _models() -> Models:
+    X = np.random.default_rng(0).normal(size=(300, 11))
+    forest = IsolationForestScorer(n_estimators=10, min_group_orders=100).fit(
+        X, groups=["B:small"] * 150 + ["B:large"] * 150)
+    return Models(peers(), forest, {})
+
+
+def test_artifacts_round_trip_and_refuse_corruption(tmp_path):
+    manifest = save_models(tmp_path, _models(), {"orders": 300})
+    loaded = load_models(tmp_path)
+    assert loaded.version == manifest["version"]
+    assert set(loaded.iforest.forests_) == {"all", "B:small", "B:large"}
+    x = np.zeros(11)
+    assert np.array_equal(loaded.iforest.forests_["all"].score_samples(x),
+                          _models().iforest.forests_["all"].score_samples(x))
+    raw = bytearray((tmp_path / "forests.npz").read_bytes())
+    raw[100] ^= 0xFF
+    (tmp_path / "forests.npz").write_bytes(bytes(raw))
+    with pytest.raises(ModelArtifactError, match="forests.npz"):
+        load_models(tmp_path)
+
+
+def test_artifacts_refuse_other_features_and_missing_manifest(tmp_path):
+    save_models(tmp_path, _models(), {"orders": 300})
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    m["features"] = m["features"][:-1]
+    del m["version"]
+    digest = hashlib.sha256(json.dumps(m, sort_keys=True).encode()).hexdigest()
+    m["version"] = "art-" + digest[:12]  # a consistent manifest of another feature list
+    (tmp_path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ModelArtifactError, match="manifest.json.*retrain"):
+        load_models(tmp_path)
+    with pytest.raises(ModelArtifactError, match="missing"):
+        load_models(tmp_path / "nowhere")
