@@ -187,5 +187,7 @@ def test_readyz_says_broker_unreachable(broker, tmp_path):
             assert got[1]["checks"]["broker"].startswith("unreachable: 127.0.0.1:")
             assert "broker" in got[1]["not_ready"]
             assert get(w.port, "/healthz")[0] == 200
+            w.proc.kill()  # a clean stop would wait for the dead broker's timeouts
+            w.proc.wait(10)
     finally:
         own.stop()
