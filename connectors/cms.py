@@ -86,18 +86,50 @@ def parse_cms(der: bytes) -> CmsParts:
 def parse_cms_lean(b: bytes) -> CmsParts:
     """Walk DER offsets only; raises DerError on anything unexpected.
 
-    Hot path (every CMS order): one ``tlv`` call per element visited, elements
-    the verifier does not read (digestAlgorithms, certificate bodies, other
-    attributes' values) are skipped whole.
+    Hot path (every CMS order). A signer's software lays out every order the
+    same way, so two shortcuts skip the walk when a known layout recurs (see
+    ``_head`` and ``_tail``); each returns exactly what the walk would.
     """
     try:
-        return _lean(b)
+        ct, cs, ce, pos, end = _head(b, len(b))
+        content = b[cs:ce]
+        group = _TAILS.get((end - pos, b[pos : pos + _KEY]))
+        t = None if group is None else group.by_sid.get(b[pos + group.sid[0] : pos + group.sid[1]])
+        if t is not None:
+            for off, chunk in t.chunks:
+                if not b.startswith(chunk, pos + off):
+                    break
+            else:
+                return _build(b, pos, ct, content, t)
+        return _build(b, pos, ct, content, _learn(b, pos, end))
     except IndexError:
         raise DerError("truncated element") from None
 
 
-def _lean(b: bytes) -> CmsParts:
-    n = len(b)
+# Head = ContentInfo .. eContent header: a pure function of its bytes (and the
+# total length the outer SEQUENCE must equal), so its walk is memoised by them.
+_HEADS: dict[bytes, tuple[str, int, int, int, int, int]] = {}
+_HEAD_LENS: list[int] = []  # head lengths seen lately (content-length fields vary)
+_MAX_HEADS = 4096
+
+
+def _head(b: bytes, n: int) -> tuple[str, int, int, int, int]:
+    """(content type, content start, content end, tail start, SignedData end)."""
+    for h in _HEAD_LENS:
+        hit = _HEADS.get(b[:h])
+        if hit is not None and hit[5] == n:
+            return hit[:5]
+    ct, cs, ce, pos, end = found = _walk_head(b, n)
+    if len(_HEADS) >= _MAX_HEADS:
+        _HEADS.clear()
+    _HEADS[b[:cs]] = (*found, n)
+    if cs not in _HEAD_LENS:
+        _HEAD_LENS.insert(0, cs)
+        del _HEAD_LENS[4:]
+    return found
+
+
+def _walk_head(b: bytes, n: int) -> tuple[str, int, int, int, int]:
     tag, s, e = tlv(b, 0, n)
     if tag != 0x30 or e != n:
         raise DerError("ContentInfo is not one SEQUENCE")
@@ -119,23 +151,11 @@ def _lean(b: bytes) -> CmsParts:
     tag, es, pos = tlv(b, pos, end)
     if tag != 0x30:
         raise DerError("encapContentInfo")
-    ct, content = _encap(b, es, pos)
-    certs = b""
-    tag, s, e = tlv(b, pos, end)
-    if tag == 0xA0:
-        certs = b[s:e]  # walked only when the signer is not yet cached (envelope.py)
-        tag, s, e = tlv(b, e, end)
-    if tag == 0xA1:
-        tag, s, e = tlv(b, e, end)
-    if tag != 0x31 or e != end:
-        raise DerError("signerInfos missing or not last")
-    tag, ss, se = tlv(b, s, e)
-    if tag != 0x30 or se != e:
-        raise DerError("expected exactly one SignerInfo")
-    return _signer(b, ss, se, ct, content, certs)
+    ct, cs, ce = _encap(b, es, pos)
+    return ct, cs, ce, pos, end
 
 
-def _encap(b: bytes, s: int, e: int) -> tuple[str, bytes]:
+def _encap(b: bytes, s: int, e: int) -> tuple[str, int, int]:
     tag, os_, oe = tlv(b, s, e)
     if tag != 0x06:
         raise DerError("eContentType")
@@ -147,20 +167,107 @@ def _encap(b: bytes, s: int, e: int) -> tuple[str, bytes]:
     tag, cs, ce = tlv(b, ws, we)
     if tag != 0x04 or ce != we:  # a constructed OCTET STRING (0x24) is BER
         raise DerError("eContent is not a primitive OCTET STRING")
-    return oid_str(b[os_:oe]), b[cs:ce]
+    return oid_str(b[os_:oe]), cs, ce
 
 
-def _alg(b: bytes, pos: int, end: int) -> tuple[str, int]:
+@dataclass(slots=True)
+class _Tail:
+    """Layout of certificates + SignerInfo, offsets relative to the tail start.
+
+    Only the messageDigest, signingTime and signature values vary between one
+    signer's orders; the walk never interprets those bytes, so a tail whose
+    every other byte (``chunks``) equals a learnt one parses to the same result.
+    """
+
+    length: int
+    chunks: tuple[tuple[int, bytes], ...]
+    cert_set: bytes
+    issuer: bytes | None
+    serial: int | None
+    ski: bytes | None
+    digest_alg: str
+    signature_alg: str
+    sid: tuple[int, int]  # the signer identifier's content
+    attrs: tuple[int, int] | None  # the [0] element: (header offset, end)
+    md: tuple[int, int] | None
+    act: str | None
+    when_tag: int
+    when: tuple[int, int] | None
+    sig: tuple[int, int]
+
+
+@dataclass(slots=True)
+class _Group:
+    """Layouts that share a tail length and first bytes, told apart by signer id bytes."""
+
+    sid: tuple[int, int]
+    by_sid: dict[bytes, _Tail]
+
+
+_KEY = 64  # tail bytes that, with its length, pick the group (certificate sets often
+# start with the same CA certificate, so the signer id picks within it)
+_TAILS: dict[tuple[int, bytes], _Group] = {}
+_MAX_TAILS = 16384
+_learnt = 0
+
+
+def _build(b: bytes, pos: int, ct: str, content: bytes, t: _Tail) -> CmsParts:
+    attrs = md = when = None
+    if t.attrs is not None:
+        a0, a1 = t.attrs
+        attrs = b"\x31" + b[pos + a0 + 1 : pos + a1]
+        if t.md is not None:
+            md = b[pos + t.md[0] : pos + t.md[1]]
+        if t.when is not None:
+            when = (t.when_tag, b[pos + t.when[0] : pos + t.when[1]])
+    g0, g1 = t.sig
+    return CmsParts(
+        content_type=ct,
+        content=content,
+        cert_set=t.cert_set,
+        digest_algorithm=t.digest_alg,
+        signature_algorithm=t.signature_alg,
+        signature=b[pos + g0 : pos + g1],
+        signed_attrs=attrs,
+        issuer=t.issuer,
+        serial=t.serial,
+        ski=t.ski,
+        message_digest=md,
+        attr_content_type=t.act,
+        signing_time_der=when,
+    )
+
+
+def _learn(b: bytes, pos: int, end: int) -> _Tail:
+    """Walk the tail and remember its layout for the next order from this signer."""
+    global _learnt
+    t = _walk_tail(b, pos, end)
+    if _learnt >= _MAX_TAILS:
+        _TAILS.clear()
+        _learnt = 0
+    key = (end - pos, b[pos : pos + _KEY])
+    group = _TAILS.get(key)
+    if group is None or group.sid != t.sid:  # a new layout in this group replaces the old
+        group = _TAILS[key] = _Group(t.sid, {})
+    group.by_sid[b[pos + t.sid[0] : pos + t.sid[1]]] = t
+    _learnt += 1
+    return t
+
+
+def _walk_tail(b: bytes, pos: int, end: int) -> _Tail:
+    base = pos
+    certs = b""
     tag, s, e = tlv(b, pos, end)
-    if tag != 0x30:
-        raise DerError("AlgorithmIdentifier is not a SEQUENCE")
-    tag, os_, oe = tlv(b, s, e)
-    if tag != 0x06:
-        raise DerError("AlgorithmIdentifier has no OID")
-    return oid_str(b[os_:oe]), e
-
-
-def _signer(b: bytes, s: int, end: int, ct: str, content: bytes, certs: bytes) -> CmsParts:
+    if tag == 0xA0:
+        certs = b[s:e]  # walked only when the signer is not yet cached (envelope.py)
+        tag, s, e = tlv(b, e, end)
+    if tag == 0xA1:
+        tag, s, e = tlv(b, e, end)
+    if tag != 0x31 or e != end:
+        raise DerError("signerInfos missing or not last")
+    tag, s, end = tlv(b, s, e)
+    if tag != 0x30 or end != e:
+        raise DerError("expected exactly one SignerInfo")
     tag, _, pos = tlv(b, s, end)
     if tag != 0x02:
         raise DerError("SignerInfo version")
@@ -179,10 +286,11 @@ def _signer(b: bytes, s: int, end: int, ct: str, content: bytes, certs: bytes) -
         raise DerError("unknown signer identifier")
     digest_alg, pos = _alg(b, se, end)
     attrs = md = act = when = None
+    when_tag = 0
     tag, as_, ae = tlv(b, pos, end)
     if tag == 0xA0:
-        attrs = b"\x31" + b[pos + 1 : ae]
-        md, act, when = _attributes(b, as_, ae)
+        attrs = (pos - base, ae - base)
+        md, act, when_tag, when = _attributes(b, as_, ae)
         pos = ae
     signature_alg, pos = _alg(b, pos, end)
     tag, gs, ge = tlv(b, pos, end)
@@ -192,30 +300,57 @@ def _signer(b: bytes, s: int, end: int, ct: str, content: bytes, certs: bytes) -
         tag, _, ue = tlv(b, ge, end)
         if tag != 0xA1 or ue != end:
             raise DerError("unexpected element after the signature")
-    return CmsParts(
-        content_type=ct,
-        content=content,
+    varying = sorted(r for r in (md, when, (gs, ge)) if r is not None)
+    chunks, at = [], base
+    for s, e in varying:
+        if s > at:
+            chunks.append((at - base, b[at:s]))
+        at = max(at, e)
+    if end > at:
+        chunks.append((at - base, b[at:end]))
+    return _Tail(
+        length=end - base,
+        chunks=tuple(chunks),
         cert_set=certs,
-        digest_algorithm=digest_alg,
-        signature_algorithm=signature_alg,
-        signature=b[gs:ge],
-        signed_attrs=attrs,
         issuer=issuer,
         serial=serial,
         ski=ski,
-        message_digest=md,
-        attr_content_type=act,
-        signing_time_der=when,
+        digest_alg=digest_alg,
+        signature_alg=signature_alg,
+        attrs=attrs,
+        md=_rel(md, base),
+        act=act,
+        when_tag=when_tag,
+        when=_rel(when, base),
+        sig=(gs - base, ge - base),
+        sid=(ss - base, se - base),
     )
 
 
-def _attributes(b: bytes, s: int, e: int) -> tuple[bytes | None, str | None, tuple | None]:
-    """messageDigest, contentType and signingTime from the signed attributes.
+def _rel(r: tuple[int, int] | None, base: int) -> tuple[int, int] | None:
+    return None if r is None else (r[0] - base, r[1] - base)
+
+
+def _alg(b: bytes, pos: int, end: int) -> tuple[str, int]:
+    tag, s, e = tlv(b, pos, end)
+    if tag != 0x30:
+        raise DerError("AlgorithmIdentifier is not a SEQUENCE")
+    tag, os_, oe = tlv(b, s, e)
+    if tag != 0x06:
+        raise DerError("AlgorithmIdentifier has no OID")
+    return oid_str(b[os_:oe]), e
+
+
+def _attributes(
+    b: bytes, s: int, e: int
+) -> tuple[tuple[int, int] | None, str | None, int, tuple[int, int] | None]:
+    """messageDigest range, contentType, signingTime tag and range from the signed attributes.
 
     Attributes are short, so the common case (every length < 128) is read
     inline without ``tlv`` calls; anything longer takes the general path.
     """
     md = act = when = None
+    when_tag = 0
     pos = s
     while pos < e:
         if b[pos] == 0x30 and b[pos + 1] < 0x80 and b[pos + 2] == 0x06 and b[pos + 3] < 0x80:
@@ -243,14 +378,14 @@ def _attributes(b: bytes, s: int, e: int) -> tuple[bytes | None, str | None, tup
         if which == "md":
             if t0 != 0x04:
                 raise DerError("messageDigest is not an OCTET STRING")
-            md = b[v0:v1]
+            md = (v0, v1)
         elif which == "ct":
             act = oid_str(b[v0:v1]) if t0 == 0x06 else ""
         else:
             if t0 not in (0x17, 0x18):
                 raise DerError("signingTime is not a time")
-            when = (t0, b[v0:v1])
-    return md, act, when
+            when_tag, when = t0, (v0, v1)
+    return md, act, when_tag, when
 
 
 def parse_cms_asn1crypto(der: bytes) -> CmsParts:

@@ -30,6 +30,7 @@ from connectors.certcache import (
     verify_signature,
 )
 from connectors.cms import CmsError, CmsParts, parse_cms
+from connectors.fastinit import builder
 from engine.records import Rejected, RejectReason
 
 __all__ = ["SignedMessage", "open_envelope"]
@@ -60,6 +61,9 @@ class SignedMessage:
             return None
 
 
+_message = builder(SignedMessage)  # (kind, payload, signer, certificates, signer_info, ...)
+
+
 def open_envelope(raw: bytes, max_bytes: int = 16 * 1024 * 1024) -> SignedMessage:
     """Detect the format, verify the signature, return the payload; else ``Rejected``.
 
@@ -81,9 +85,10 @@ def open_envelope(raw: bytes, max_bytes: int = 16 * 1024 * 1024) -> SignedMessag
 
 
 def _open(raw: bytes) -> SignedMessage:
-    if not isinstance(raw, bytes | bytearray | memoryview):
-        raise Rejected(RejectReason.MALFORMED, "message is not bytes")
-    raw = bytes(raw)
+    if type(raw) is not bytes:
+        if not isinstance(raw, bytes | bytearray | memoryview):
+            raise Rejected(RejectReason.MALFORMED, "message is not bytes")
+        raw = bytes(raw)
     if not raw:
         raise Rejected(RejectReason.MALFORMED, "empty message")
     if raw[0] == 0x30:
@@ -132,15 +137,7 @@ def _open_cms(der: bytes) -> SignedMessage:
         raise Rejected(RejectReason.MALFORMED, f"CMS content type {parts.content_type} is not data")
     signer, others, certs = _signer_of(parts)
     _check_cms_signature(parts, signer)
-    return SignedMessage(
-        kind="cms",
-        payload=parts.content,
-        signer=signer.cert,
-        certificates=certs,
-        cms=parts,
-        signer_info=signer,
-        chain_info=others,
-    )
+    return _message("cms", parts.content, signer.cert, certs, signer, others, parts)
 
 
 # (issuer, serial, ski) -> (certificate set bytes, signer, other CertInfos, their certificates)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors.fastinit import builder
 from connectors.identifiers import dea_number_valid, normalize_ndc, order_number_valid
 from engine.records import Rejected, RejectReason
 
@@ -89,21 +90,88 @@ def _positive_int(obj: dict, key: str, where: str) -> int:
     return value
 
 
+# Hot-path helpers. Each order repeats a few known values (its parties' DEA numbers,
+# catalog NDCs), so their checks are remembered; the common shapes (str, int) take
+# a short path and anything else the general code above, with its exact messages.
+_DEA_OK: dict[str, bool] = {}
+_NDC: dict[str, str] = {}
+_MEMO_MAX = 1 << 17
+
+
+def _dea_valid(dea: str) -> bool:
+    ok = _DEA_OK.get(dea)
+    if ok is None:
+        if len(_DEA_OK) >= _MEMO_MAX:
+            _DEA_OK.clear()
+        ok = _DEA_OK[dea] = dea_number_valid(dea)
+    return ok
+
+
+def _ndc(raw: str) -> str:
+    """``normalize_ndc`` remembered by its input (raises ValueError like it)."""
+    ndc = _NDC.get(raw)
+    if ndc is None:
+        ndc = normalize_ndc(raw)
+        if len(_NDC) >= _MEMO_MAX:
+            _NDC.clear()
+        _NDC[raw] = ndc
+    return ndc
+
+
 def _party(data: dict, key: str) -> Party:
     obj = data.get(key)
     if not isinstance(obj, dict):
         raise Rejected(RejectReason.MISSING_FIELD, f"{key} is missing")
-    dea = _text(obj, "dea_number", key).upper()
-    if not dea_number_valid(dea):
+    dea = obj.get("dea_number")
+    dea = dea.strip() if type(dea) is str else ""
+    dea = dea.upper() if dea else _text(obj, "dea_number", key).upper()
+    if not _dea_valid(dea):
         raise Rejected(
             RejectReason.BAD_DEA_CHECK_DIGIT, f"{key}.dea_number {dea!r} fails the DEA check"
         )
-    name = _text(obj, "name", key)
-    address = _text(obj, "address", key) if key == "supplier" else str(obj.get("address") or "")
-    return Party(dea, name, address)
+    name = obj.get("name")
+    name = name.strip() if type(name) is str else ""
+    if not name:
+        name = _text(obj, "name", key)
+    if key == "supplier":
+        address = obj.get("address")
+        address = address.strip() if type(address) is str else ""
+        if not address:
+            address = _text(obj, "address", key)
+    else:
+        address = obj.get("address") or ""
+        if type(address) is not str:
+            address = str(address)
+    return _make_party(dea, name, address)
 
 
 def _line(obj: Any, index: int) -> OrderLine:
+    if type(obj) is not dict:
+        return _line_general(obj, index)
+    raw_ndc = obj.get("ndc")
+    product = obj.get("product")
+    line_no = obj.get("line", index + 1)
+    quantity = obj.get("package_quantity")
+    packages = obj.get("packages")
+    if (
+        type(raw_ndc) is not str
+        or not raw_ndc
+        or type(line_no) is not int
+        or type(quantity) is not int
+        or quantity <= 0
+        or type(packages) is not int
+        or packages <= 0
+    ):
+        return _line_general(obj, index)
+    try:
+        ndc = _ndc(raw_ndc)
+    except ValueError as exc:
+        raise Rejected(RejectReason.MALFORMED, f"lines[{index}].ndc: {exc}") from None
+    product = product if type(product) is str else str(product or "")
+    return _make_line(line_no, ndc, product, quantity, packages)
+
+
+def _line_general(obj: Any, index: int) -> OrderLine:
     where = f"lines[{index}]"
     if not isinstance(obj, dict):
         raise Rejected(RejectReason.MALFORMED, f"{where} is not an object")
@@ -142,12 +210,12 @@ def parse_order(payload: bytes | str | dict) -> Order:
             raise Rejected(RejectReason.MALFORMED, f"order is not UTF-8 JSON: {exc}") from None
     if not isinstance(data, dict):
         raise Rejected(RejectReason.MALFORMED, "order JSON is not an object")
-    order_number = data.get("order_number")
-    purchaser_hint = data.get("purchaser", {})
-    hint = purchaser_hint.get("dea_number") if isinstance(purchaser_hint, dict) else None
     try:
         return _parse(data)
     except Rejected as exc:
+        order_number = data.get("order_number")
+        purchaser_hint = data.get("purchaser", {})
+        hint = purchaser_hint.get("dea_number") if isinstance(purchaser_hint, dict) else None
         exc.order_number = order_number if isinstance(order_number, str) else None
         exc.purchaser_dea = hint if isinstance(hint, str) else None
         raise
@@ -157,7 +225,10 @@ def _parse(data: dict) -> Order:
     form = data.get("form", "csos")
     if form not in ("csos", "dea222"):
         raise Rejected(RejectReason.MALFORMED, f"form {form!r} is neither 'csos' nor 'dea222'")
-    order_number = _text(data, "order_number", "order")
+    order_number = data.get("order_number")
+    order_number = order_number.strip() if type(order_number) is str else ""
+    if not order_number:
+        order_number = _text(data, "order_number", "order")
     form_number = None
     if form == "dea222":
         form_number = _text(data, "form_number", "order")
@@ -170,13 +241,15 @@ def _parse(data: dict) -> Order:
     lines_raw = data.get("lines")
     if not isinstance(lines_raw, list) or not lines_raw:
         raise Rejected(RejectReason.MISSING_FIELD, "lines is missing or empty")
-    return Order(
-        order_number=order_number,
-        form=form,
-        signed_at=signed_at,
-        purchaser=_party(data, "purchaser"),
-        supplier=_party(data, "supplier"),
-        lines=tuple(_line(obj, i) for i, obj in enumerate(lines_raw)),
-        form_number=form_number,
-        extra={k: v for k, v in data.items() if k not in _KNOWN},
+    purchaser = _party(data, "purchaser")
+    supplier = _party(data, "supplier")
+    lines = tuple([_line(obj, i) for i, obj in enumerate(lines_raw)])
+    extra = {} if data.keys() <= _KNOWN else {k: v for k, v in data.items() if k not in _KNOWN}
+    return _make_order(
+        order_number, form, signed_at, purchaser, supplier, lines, form_number, extra
     )
+
+
+_make_party = builder(Party)  # the frozen dataclasses, built without __init__'s overhead
+_make_line = builder(OrderLine)
+_make_order = builder(Order)

@@ -125,7 +125,9 @@ class TrustStore:
             raise Rejected(
                 RejectReason.UNTRUSTED_CHAIN, "no trust anchors configured (verification.trust_dir)"
             )
-        key = (signer.fingerprint, tuple(c.fingerprint for c in carried))
+        # CertInfo objects are unique per DER (certcache), so identity is the key:
+        # hashing two object ids is cheaper than building a tuple of fingerprints.
+        key = (signer, tuple(carried))  # tuple() of a tuple is the same object
         found = self._cache.get(key)
         if found is None:
             self.misses += 1

@@ -5,18 +5,21 @@ was signed, judged from a CRL that may be cached until its nextUpdate. The
 signer's CRL is required (missing or stale: ``crl_stale``, or a counted
 warning when ``stale_crl = "warn"``); a CA's own CRL is checked when present.
 The CRL for each certificate of a path is looked up once per path and CRL
-reload, so per order this is a few dict lookups.
+reload; a path none of whose certificates is listed then costs one comparison
+per order until the earliest nextUpdate (see ``_plan``).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from connectors.crls import CrlEntry, CrlStore
+from connectors.crls import CrlStore
 from connectors.trust import Chain
 from engine.records import Rejected, RejectReason
 
 __all__ = ["RevocationCheck"]
+
+_FOREVER = datetime.max.replace(tzinfo=UTC)  # a CRL without nextUpdate
 
 
 class RevocationCheck:
@@ -31,8 +34,14 @@ class RevocationCheck:
     def _count(self, key: str) -> None:
         self.stats[key] = self.stats.get(key, 0) + 1
 
-    def _entries(self, chain: Chain) -> tuple[CrlEntry | None, ...]:
-        """The CRL for each certificate below the anchor, cached per path and CRL reload."""
+    def _plan(self, chain: Chain) -> tuple:
+        """(path, reload count, CRL per certificate, clean-until) cached per path and reload.
+
+        ``clean_until`` is set when every check would pass silently: the signer's
+        CRL is present and no certificate on the path is on its CRL. Until the
+        earliest nextUpdate of those CRLs an order's check is then one comparison;
+        a reload (new CRL files) changes the reload count and so rebuilds the plan.
+        """
         crls = self.crls
         cached = self._by_path.get(id(chain))
         if cached is None or cached[0] is not chain or cached[1] != crls.reloads:
@@ -40,15 +49,25 @@ class RevocationCheck:
                 crls.for_issuer(info.issuer_der, chain.certs[i + 1])
                 for i, info in enumerate(chain.certs[:-1])
             )
+            clean_until = None
+            listed = any(
+                e is not None and chain.certs[i].serial in e.revoked for i, e in enumerate(entries)
+            )
+            if entries and entries[0] is not None and not listed:
+                nexts = [e.next_update for e in entries if e is not None]
+                clean_until = min((n for n in nexts if n is not None), default=_FOREVER)
             if len(self._by_path) > 65536:
                 self._by_path.clear()
-            cached = self._by_path[id(chain)] = (chain, crls.reloads, entries)
-        return cached[2]
+            cached = self._by_path[id(chain)] = (chain, crls.reloads, entries, clean_until)
+        return cached
 
     def check(self, chain: Chain, signed_at: datetime, ref: datetime) -> None:
         """Raise CERT_REVOKED or CRL_STALE; ``ref`` is the time CRL freshness is judged at."""
         self.crls.maybe_reload()
-        for i, entry in enumerate(self._entries(chain)):
+        plan = self._plan(chain)
+        if plan[3] is not None and ref <= plan[3]:
+            return
+        for i, entry in enumerate(plan[2]):
             if entry is None or entry.stale(ref):
                 if i > 0:  # a CA's own CRL is checked when present, not required
                     continue

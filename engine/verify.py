@@ -18,9 +18,11 @@ from pathlib import Path
 
 from config.settings import ConfigError, VerificationSettings
 from connectors.catalog import Catalog
+from connectors.certcache import CertInfo
 from connectors.crls import CrlStore
 from connectors.dea_ext import DeaExtensions, dea_matches, read_extensions, schedule_authorized
 from connectors.envelope import SignedMessage, open_envelope
+from connectors.fastinit import builder
 from connectors.orders import Order, parse_order
 from connectors.trust import Chain, TrustError, TrustStore
 from engine.records import Rejected, RejectReason, raw_sha256
@@ -38,6 +40,19 @@ class VerifiedOrder:
     raw_sha256: str
     signer_serial: str | None
     cert_not_after: datetime | None
+
+
+_verified = builder(VerifiedOrder)  # (order, kind, raw_sha256, signer_serial, cert_not_after)
+
+
+class _SerialHex(dict):
+    """Signer certificate -> serial number in hex, formatted once per certificate."""
+
+    def __missing__(self, info: CertInfo) -> str:
+        if len(self) > 65536:
+            self.clear()
+        text = self[info] = f"{info.serial:x}"
+        return text
 
 
 class Verifier:
@@ -60,6 +75,7 @@ class Verifier:
         self._skew = timedelta(seconds=settings.max_future_skew_s)
         self._max_age = timedelta(days=settings.order_max_age_days)
         self._ext: dict[str, DeaExtensions] = {}
+        self._serials = _SerialHex()
         try:
             self.trust = TrustStore.from_dirs(
                 self.resolve(settings.trust_dir), self.resolve(settings.intermediates_dir)
@@ -118,14 +134,10 @@ class Verifier:
             exc.order_number = exc.order_number or order.order_number
             exc.purchaser_dea = exc.purchaser_dea or order.purchaser.dea_number
             raise
-        signer = message.signer
-        return VerifiedOrder(
-            order=order,
-            kind=message.kind,
-            raw_sha256=raw_sha256(raw),
-            signer_serial=f"{signer.serial_number:x}" if signer is not None else None,
-            cert_not_after=signer.not_valid_after_utc if signer is not None else None,
-        )
+        info = message.signer_info
+        if info is None:
+            return _verified(order, message.kind, raw_sha256(raw), None, None)
+        return _verified(order, message.kind, raw_sha256(raw), self._serials[info], info.not_after)
 
     def _check(self, message: SignedMessage, order: Order, now: datetime | None) -> None:
         s = self.settings
@@ -136,23 +148,29 @@ class Verifier:
                 raise Rejected(RejectReason.PAPER_NOT_ALLOWED, "paper DEA Form 222 orders are off")
         if now is not None:
             self._check_age(order, now if now.tzinfo else now.replace(tzinfo=UTC))
+        ext = None
         if message.signer_info is not None:
             self.check_signer(message, order.signed_at, now)
-            self._check_extensions(message, order)
+            ext = self._extensions(message)
+            self._check_extensions(ext, order)
         if s.supplier_dea and order.supplier.dea_number != s.supplier_dea.upper():
             raise Rejected(
                 RejectReason.WRONG_SUPPLIER,
                 f"order is addressed to supplier {order.supplier.dea_number}, we are "
                 f"{s.supplier_dea.upper()}",
             )
+        lookup = self.catalog.get
+        found = []
         for line in order.lines:
-            if self.catalog.get(line.ndc) is None:
+            product = lookup(line.ndc)
+            if product is None:
                 raise Rejected(
                     RejectReason.UNKNOWN_NDC,
                     f"line {line.line}: NDC {line.ndc} is not in the catalog",
                 )
-        if message.signer_info is not None:
-            self._check_schedules(message, order)
+            found.append(product)
+        if ext is not None:
+            self._check_schedules(ext, order, found)
 
     def check_signer(
         self, message: SignedMessage, signed_at: datetime, now: datetime | None = None
@@ -195,8 +213,7 @@ class Verifier:
             ext = self._ext[info.fingerprint] = read_extensions(info.cert)
         return ext
 
-    def _check_extensions(self, message: SignedMessage, order: Order) -> None:
-        ext = self._extensions(message)
+    def _check_extensions(self, ext: DeaExtensions, order: Order) -> None:
         rule = self.settings.dea_match
         if not dea_matches(order.purchaser.dea_number, ext.dea_value, ext.subject_serial, rule):
             shown = "absent or unreadable" if ext.dea_value is None else repr(ext.dea_value)
@@ -206,10 +223,9 @@ class Verifier:
                 f"{order.purchaser.dea_number} (rule {rule})",
             )
 
-    def _check_schedules(self, message: SignedMessage, order: Order) -> None:
-        schedules = self._extensions(message).schedules
-        for line in order.lines:
-            product = self.catalog.get(line.ndc)
+    def _check_schedules(self, ext: DeaExtensions, order: Order, products: list) -> None:
+        schedules = ext.schedules
+        for line, product in zip(order.lines, products, strict=True):
             if schedules is None or not schedule_authorized(product.schedule, schedules):
                 held = "none (extension absent)" if schedules is None else sorted(schedules)
                 raise Rejected(

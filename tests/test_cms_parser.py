@@ -115,3 +115,44 @@ def test_oid_str_matches_asn1crypto(hexbytes, dotted):
         == dotted
         == ObjectIdentifier.load(b"\x06" + bytes([len(content)]) + content).dotted
     )
+
+
+def _walk(der: bytes):
+    """The lean reader's full walk, without the layouts it has learnt."""
+    from connectors import cms
+
+    try:
+        ct, start, stop, pos, end = cms._walk_head(der, len(der))
+        return cms._build(der, pos, ct, der[start:stop], cms._walk_tail(der, pos, end))
+    except (DerError, IndexError):
+        return DerError
+
+
+@SLOW
+@given(messages, st.data())
+def test_learnt_layouts_parse_exactly_like_the_walk(der, data):
+    parse_cms_lean(der)  # learn this signer's layout, as for a first order
+    buf = bytearray(der)
+    for _ in range(data.draw(st.integers(1, 3))):
+        buf[data.draw(st.integers(0, len(buf) - 1))] = data.draw(st.integers(0, 255))
+    mutated = bytes(buf)
+    try:
+        got = parse_cms_lean(mutated)
+    except DerError:
+        got = DerError
+    assert got == _walk(mutated)
+
+
+def test_next_order_from_a_signer_takes_the_learnt_layout(monkeypatch):
+    from connectors import cms
+
+    first, second = _signed(b'{"n": 1}', False, 2, True), _signed(b'{"n": 22}', False, 2, True)
+    parse_cms_lean(first)
+
+    def no_walk(*args):
+        raise AssertionError("walked a layout already learnt")
+
+    monkeypatch.setattr(cms, "_walk_tail", no_walk)
+    parts = parse_cms_lean(second)
+    assert parts == parse_cms_asn1crypto(second)
+    assert parts.content == b'{"n": 22}' and parts.signature != parse_cms_lean(first).signature

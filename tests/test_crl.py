@@ -129,3 +129,24 @@ def test_crl_ages_per_issuer(tmp_path):
     ages = v.crl_ages(cs.T0 + DAY)
     assert ages == {cs.pki().sub_cert.subject.rfc4514_string(): 86400.0}
     assert Verifier(cs.settings(crl_dir=""), cs.catalog()).crl_ages() == {}
+
+
+def test_cached_clean_path_still_goes_stale_at_next_update(tmp_path):
+    crl_dir = _write_crl(tmp_path, _fresh_pki(), cs.T0, cs.SIGNED + DAY)
+    raw = sign_cms(cs.payload(), cs.signer())
+    v = _verifier(crl_dir)
+    assert v.verify(raw, cs.SIGNED + timedelta(hours=1)).kind == "cms"  # path cached as clean
+    assert v.verify(raw, cs.SIGNED + DAY).kind == "cms"  # at nextUpdate: still fresh
+    err = _reject(v, raw, cs.SIGNED + DAY + timedelta(seconds=1))
+    assert err.reason is RejectReason.CRL_STALE
+
+
+def test_reload_that_drops_the_crl_ends_a_cached_clean_path(tmp_path):
+    crl_dir = _write_crl(tmp_path, _fresh_pki())
+    raw = sign_cms(cs.payload(), cs.signer())
+    v = _verifier(crl_dir)
+    assert v.verify(raw).kind == "cms"
+    (crl_dir / "sub-ca.crl").unlink()
+    v.crls._next_check = 0.0
+    err = _reject(v, raw)
+    assert err.reason is RejectReason.CRL_STALE and "no CRL" in err.detail
