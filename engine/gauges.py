@@ -86,6 +86,13 @@ class StateGauges:
         lag = dict(self.lag.values) if self.lag is not None else {}
         yield from self._families(lag, self._safe(self.registrants), state_bytes, expiring, ages,
                                   stale)
+        at = getattr(self.lag, "refreshed_at", None)
+        if at is not None:
+            yield GaugeMetricFamily(
+                "som_consumer_lag_age_seconds",
+                "Seconds since som_consumer_lag was last measured (refreshed every 2 s)",
+                value=max(0.0, self.clock() - at),
+            )
 
     @staticmethod
     def _safe(fn: Callable[[], int]) -> int:

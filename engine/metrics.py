@@ -126,6 +126,15 @@ class EngineMetrics:
         self.batches = Counter(
             "som_batches", "Batches taken from the stream by the monitor agents", registry=r
         )
+        self.rebalances = Counter(
+            "som_rebalances", "Partition assignments received (one per consumer-group rebalance)",
+            registry=r,
+        )
+        self.partitions = Gauge(
+            "som_partitions_assigned",
+            "Partitions of the input and rekey topics assigned to this worker",
+            registry=r,
+        )
         self.ready = Gauge(
             "som_ready", "1 when /readyz reports ready, else 0 (updated on scrape)", registry=r
         )

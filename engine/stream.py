@@ -238,6 +238,12 @@ def create_app(
             )
         )
 
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender, assigned, **kwargs) -> None:
+        if metrics_on:
+            metrics.rebalances.inc()
+            metrics.partitions.set(sum(1 for tp in assigned if tp.topic in lag.topics))
+
     async def observe_outside() -> None:
         """Broker reachability and consumer lag need network calls: off the scrape path."""
         await probe.probe()

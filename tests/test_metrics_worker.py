@@ -140,6 +140,9 @@ def test_worker_serves_metrics_health_and_nothing_personal(broker, tmp_path):
         assert metric_value(text, "som_registrants_tracked") == len(PURCHASERS)
         assert metric_value(text, "som_profile_state_bytes") > 0
         assert metric_value(text, "som_ready") == 1
+        assert metric_value(text, "som_rebalances_total") >= 1
+        assert metric_value(text, "som_partitions_assigned") == 4  # 2 partitions x 2 topics
+        assert 0 <= metric_value(text, "som_consumer_lag_age_seconds") < 10
         assert 'som_certificates_expiring{within_days="45"}' in text
         assert 'som_crl_age_seconds{issuer="som TEST CSOS Sub CA"}' in text
         assert 'som_consumer_lag{partition="0",topic="' + w.topics[0] + '"} 0.0' in text

@@ -45,7 +45,7 @@ def promtool(tools, *args: str, cwd: Path | None = None) -> str:
 
 
 def test_rules_file_passes_promtool_check(tools):
-    assert "SUCCESS: 9 rules found" in promtool(tools, "check", "rules", str(RULES))
+    assert "SUCCESS: 11 rules found" in promtool(tools, "check", "rules", str(RULES))
 
 
 def test_alert_rules_fire_as_specified(tools):
@@ -71,7 +71,8 @@ def test_dashboard_has_the_panels_and_valid_queries(tools, tmp_path):
     exprs = [e for es in queries.values() for e in es]
     assert exprs and all(exprs)
     known = {n.removesuffix("_total") for n in REQUIRED} | {
-        "som_orders_rekeyed", "som_ready", "som_batches"}
+        "som_orders_rekeyed", "som_ready", "som_batches", "som_rebalances",
+        "som_partitions_assigned", "som_consumer_lag_age_seconds"}
     for expr in exprs:
         for name in re.findall(r"\b(som_[a-z_]+)", expr):
             base = re.sub(r"_(total|bucket|sum|count)$", "", name)
@@ -149,7 +150,7 @@ def test_real_prometheus_scrapes_the_worker_and_counts_the_batch(tools, broker, 
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/rules", timeout=5) as r:
                 groups = json.loads(r.read())["data"]["groups"]
             rules = [rule for g in groups for rule in g["rules"]]
-            assert len(rules) == 9
+            assert len(rules) == 11
             _wait(lambda: all(_rule_health(port).values()), 10, "rules evaluated", data)
         finally:
             prom.terminate()
