@@ -91,16 +91,24 @@ def parse_cms_lean(b: bytes) -> CmsParts:
     ``_head`` and ``_tail``); each returns exactly what the walk would.
     """
     try:
-        ct, cs, ce, pos, end = _head(b, len(b))
+        n = len(b)
+        for h in _HEAD_LENS:  # _head, inlined: this runs for every order
+            head = _HEADS.get(b[:h])
+            if head is not None and head[5] == n:
+                break
+        else:
+            head = _head(b, n)
+        ct, cs, ce, pos, end, _ = head
         content = b[cs:ce]
         group = _TAILS.get((end - pos, b[pos : pos + _KEY]))
-        t = None if group is None else group.by_sid.get(b[pos + group.sid[0] : pos + group.sid[1]])
-        if t is not None:
-            for off, chunk in t.chunks:
-                if not b.startswith(chunk, pos + off):
-                    break
-            else:
-                return _build(b, pos, ct, content, t)
+        if group is not None:
+            t = group.by_sid.get(b[pos + group.sid[0] : pos + group.sid[1]])
+            if t is not None:
+                for off, chunk in t.chunks:
+                    if not b.startswith(chunk, pos + off):
+                        break
+                else:
+                    return _build(b, pos, ct, content, t)
         return _build(b, pos, ct, content, _learn(b, pos, end))
     except IndexError:
         raise DerError("truncated element") from None
@@ -113,16 +121,17 @@ _HEAD_LENS: list[int] = []  # head lengths seen lately (content-length fields va
 _MAX_HEADS = 4096
 
 
-def _head(b: bytes, n: int) -> tuple[str, int, int, int, int]:
-    """(content type, content start, content end, tail start, SignedData end)."""
+def _head(b: bytes, n: int) -> tuple[str, int, int, int, int, int]:
+    """(content type, content start, content end, tail start, SignedData end, n)."""
     for h in _HEAD_LENS:
         hit = _HEADS.get(b[:h])
         if hit is not None and hit[5] == n:
-            return hit[:5]
-    ct, cs, ce, pos, end = found = _walk_head(b, n)
+            return hit
+    found = (*_walk_head(b, n), n)
+    cs = found[1]
     if len(_HEADS) >= _MAX_HEADS:
         _HEADS.clear()
-    _HEADS[b[:cs]] = (*found, n)
+    _HEADS[b[:cs]] = found
     if cs not in _HEAD_LENS:
         _HEAD_LENS.insert(0, cs)
         del _HEAD_LENS[4:]
