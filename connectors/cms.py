@@ -216,7 +216,7 @@ class _Group:
 _KEY = 64  # tail bytes that, with its length, pick the group (certificate sets often
 # start with the same CA certificate, so the signer id picks within it)
 _TAILS: dict[tuple[int, bytes], _Group] = {}
-_MAX_TAILS = 16384
+_MAX_TAILS = 65536  # as many as the path cache (connectors/trust.py)
 _learnt = 0
 
 
@@ -266,9 +266,11 @@ def _learn(b: bytes, pos: int, end: int) -> _Tail:
 def _walk_tail(b: bytes, pos: int, end: int) -> _Tail:
     base = pos
     certs = b""
+    cert_range = None
     tag, s, e = tlv(b, pos, end)
     if tag == 0xA0:
         certs = b[s:e]  # walked only when the signer is not yet cached (envelope.py)
+        cert_range = (s, e)
         tag, s, e = tlv(b, e, end)
     if tag == 0xA1:
         tag, s, e = tlv(b, e, end)
@@ -309,17 +311,9 @@ def _walk_tail(b: bytes, pos: int, end: int) -> _Tail:
         tag, _, ue = tlv(b, ge, end)
         if tag != 0xA1 or ue != end:
             raise DerError("unexpected element after the signature")
-    varying = sorted(r for r in (md, when, (gs, ge)) if r is not None)
-    chunks, at = [], base
-    for s, e in varying:
-        if s > at:
-            chunks.append((at - base, b[at:s]))
-        at = max(at, e)
-    if end > at:
-        chunks.append((at - base, b[at:end]))
     return _Tail(
         length=end - base,
-        chunks=tuple(chunks),
+        chunks=_fixed_chunks(b, base, end, certs, cert_range, (md, when, (gs, ge))),
         cert_set=certs,
         issuer=issuer,
         serial=serial,
@@ -334,6 +328,34 @@ def _walk_tail(b: bytes, pos: int, end: int) -> _Tail:
         sig=(gs - base, ge - base),
         sid=(ss - base, se - base),
     )
+
+
+def _fixed_chunks(
+    b: bytes,
+    base: int,
+    end: int,
+    certs: bytes,
+    cert_range: tuple[int, int] | None,
+    varying: tuple[tuple[int, int] | None, ...],
+) -> tuple[tuple[int, bytes], ...]:
+    """Every tail byte outside the ``varying`` ranges, as (relative offset, bytes).
+
+    The certificate set is its own chunk and the very ``certs`` object, so a
+    learnt layout holds no second copy of it.
+    """
+    cuts = sorted(r for r in varying if r is not None)
+    if cert_range is not None:
+        cuts = sorted([*cuts, cert_range])
+    chunks, at = [], base
+    for s, e in cuts:
+        if s > at:
+            chunks.append((at - base, b[at:s]))
+        if (s, e) == cert_range:
+            chunks.append((s - base, certs))
+        at = max(at, e)
+    if end > at:
+        chunks.append((at - base, b[at:end]))
+    return tuple(chunks)
 
 
 def _rel(r: tuple[int, int] | None, base: int) -> tuple[int, int] | None:
