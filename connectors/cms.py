@@ -225,25 +225,25 @@ def _build(b: bytes, pos: int, ct: str, content: bytes, t: _Tail) -> CmsParts:
     if t.attrs is not None:
         a0, a1 = t.attrs
         attrs = b"\x31" + b[pos + a0 + 1 : pos + a1]
-        if t.md is not None:
-            md = b[pos + t.md[0] : pos + t.md[1]]
-        if t.when is not None:
-            when = (t.when_tag, b[pos + t.when[0] : pos + t.when[1]])
+        if (r := t.md) is not None:
+            md = b[pos + r[0] : pos + r[1]]
+        if (r := t.when) is not None:
+            when = (t.when_tag, b[pos + r[0] : pos + r[1]])
     g0, g1 = t.sig
-    return CmsParts(
-        content_type=ct,
-        content=content,
-        cert_set=t.cert_set,
-        digest_algorithm=t.digest_alg,
-        signature_algorithm=t.signature_alg,
-        signature=b[pos + g0 : pos + g1],
-        signed_attrs=attrs,
-        issuer=t.issuer,
-        serial=t.serial,
-        ski=t.ski,
-        message_digest=md,
-        attr_content_type=t.act,
-        signing_time_der=when,
+    return CmsParts(  # positional: a third of the cost of 13 keywords, on every order
+        ct,  # content_type
+        content,
+        t.cert_set,
+        t.digest_alg,
+        t.signature_alg,
+        b[pos + g0 : pos + g1],  # signature
+        attrs,  # signed_attrs
+        t.issuer,
+        t.serial,
+        t.ski,
+        md,  # message_digest
+        t.act,  # attr_content_type
+        when,  # signing_time_der
     )
 
 

@@ -75,6 +75,8 @@ def open_envelope(raw: bytes, max_bytes: int = 16 * 1024 * 1024) -> SignedMessag
             raise Rejected(
                 RejectReason.TOO_LARGE, f"message is {len(raw)} bytes, limit {max_bytes}"
             )
+        if type(raw) is bytes and raw and raw[0] == 0x30:  # DER CMS, the usual case
+            return _open_cms(raw)
         return _open(raw)
     except Rejected:
         raise
