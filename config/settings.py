@@ -94,16 +94,18 @@ class ScoringSettings(_Frozen):
     formula_min_history_days: int = Field(28, ge=0)
     hold_on_formula: bool = False
     models_dir: str = ""
-    size_min_ratio: float = Field(3.0, gt=1)
-    size_max_ratio: float = Field(1.8, gt=0)
+    size_min_ratio: float = Field(4.0, gt=1)
+    size_max_ratio: float = Field(2.25, gt=0)
     peer_z_threshold: float = Field(5.0, gt=0)
     cold_z_threshold: float = Field(2.5, gt=0)
     frequency_min_excess: float = Field(4.0, ge=0)
     frequency_min_count: int = Field(4, ge=2)
     split_min_excess: float = Field(2.0, gt=0)
     split_ratio: float = Field(3.0, gt=1)
-    strength_ratio: float = Field(2.5, gt=1)
+    strength_ratio: float = Field(1.8, gt=1)
+    strength_grams_ratio: float = Field(3.0, gt=1)
     ramp_ratio: float = Field(2.3, gt=1)
+    ramp_single_ratio: float = Field(2.8, gt=1)
     mix_threshold: float = Field(0.5, gt=0, le=1)
     iforest_quantile: float = Field(0.999, gt=0.5, lt=1)
     limits: dict[str, float] = {}

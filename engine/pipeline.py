@@ -220,7 +220,13 @@ def build_scorers(settings: Settings, models=None) -> list:
         size,
         FrequencyScorer(sc.frequency_min_excess, sc.frequency_min_count, 6,
                         sc.split_min_excess, sc.split_ratio),
-        PatternScorer(6, sc.strength_ratio, sc.ramp_ratio, sc.mix_threshold),
+        PatternScorer(
+            strength_ratio=sc.strength_ratio,
+            ramp_ratio=sc.ramp_ratio,
+            ramp_single_ratio=sc.ramp_single_ratio,
+            strength_grams_ratio=sc.strength_grams_ratio,
+            mix_threshold=sc.mix_threshold,
+        ),
     ]
     if models is not None:
         scorers.append(models.iforest)

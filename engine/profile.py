@@ -75,17 +75,21 @@ class FamilyHistory:
     def add(
         self, day: int, units: float, grams: float, mme: float, t: float | None = None
     ) -> None:
-        self.ring.append([float(day * 86400 if t is None else t), units, grams])
-        if len(self.ring) > RING:
-            del self.ring[0]
-        if units > 0 and grams * 1000.0 / units > self.peak:
-            self.peak = grams * 1000.0 / units
+        # Rounded (to a milli-unit, a microgram, a milli-MME) so that the state's JSON stays
+        # short and a value reads back exactly as it was held in memory.
+        units, grams, mme = round(units, 3), round(grams, 6), round(mme, 3)
+        if units > 0 and grams > 0:  # scorers take logs and ratios of ring amounts
+            self.ring.append([int(day * 86400 if t is None else t), units, grams])
+            if len(self.ring) > RING:
+                del self.ring[0]
+            if round(grams * 1000.0 / units, 4) > self.peak:
+                self.peak = round(grams * 1000.0 / units, 4)
         bucket = self.days.get(day)
         if bucket is None:
             bucket = self.days[day] = [0.0, 0.0, 0.0, 0.0]
-        bucket[0] += units
-        bucket[1] += grams
-        bucket[2] += mme
+        bucket[0] = round(bucket[0] + units, 3)
+        bucket[1] = round(bucket[1] + grams, 6)
+        bucket[2] = round(bucket[2] + mme, 3)
         bucket[3] += 1.0
         if self.first_day is None or day < self.first_day:
             self.first_day = day
@@ -154,7 +158,7 @@ class RegistrantProfile:
         self.first_day: int | None = None
         self.last_day: int | None = None
         self.orders = 0
-        self.times: list[float] = []  # last TIMES signing times, epoch seconds
+        self.times: list[int] = []  # last TIMES signing times, epoch seconds
 
     def history_days(self, day: int) -> int:
         """Days of own history before ``day`` (0 for a new registrant)."""
@@ -177,7 +181,7 @@ class RegistrantProfile:
 
         ``t`` is the signing time in epoch seconds (default: the start of ``day``).
         """
-        t = float(day * 86400 if t is None else t)
+        t = int(day * 86400 if t is None else t)
         for family, units, grams, mme in amounts:
             hist = self.families.get(family)
             if hist is None:
@@ -239,12 +243,13 @@ class RegistrantProfile:
             _, p.first_day, p.last_day, p.orders, fams, seen, p.recent = state
         else:
             _, p.first_day, p.last_day, p.orders, fams, seen, p.recent, times = state
-            p.times = [float(x) for x in times]
+            p.times = [int(x) for x in times]
         for f, entry in fams.items():
             h = p.families[f] = FamilyHistory()
             h.first_day, h.last_day, buckets = entry[0], entry[1], entry[2]
             h.days = {int(b[0]): [float(x) for x in b[1:]] for b in buckets}
-            h.ring = [[float(x) for x in r] for r in entry[3]] if len(entry) > 3 else []
+            ring = entry[3] if len(entry) > 3 else []
+            h.ring = [[int(r[0]), float(r[1]), float(r[2])] for r in ring]
             h.peak = float(entry[4]) if len(entry) > 4 else 0.0
             h.rebuild()
         p.seen = {k: (d, s) for k, d, s in seen}

@@ -31,14 +31,12 @@ __all__ = ["FamilyFeatures", "OrderFeatures", "order_features", "FEATURES", "SIG
 SIGMA_FLOOR = 0.25  # log scale: whole packages make tiny MADs meaningless
 SPLIT_WINDOW_S = 36 * 3600.0
 COUNT_WINDOW_S = 72 * 3600.0
-RAMP_RECENT = 4  # the current order and the 3 before it
-RAMP_MIN_OLDER = 8
 COLD_DAYS = 28
 COLD_ORDERS = 4
 TREND_MIN_PRIOR_DAYS = 30
 FEATURES = (
     "log_units", "log_grams", "families", "max_z_units", "max_z_grams", "max_split_ratio",
-    "count_ratio", "max_strength_ratio", "max_ramp", "first_purchases", "gap_ratio",
+    "count_ratio", "max_strength_ratio", "max_trend", "first_purchases", "gap_ratio",
 )
 
 
@@ -61,7 +59,6 @@ class FamilyFeatures:
     max_grams: float
     window_units: float  # this order plus prior orders inside SPLIT_WINDOW_S
     window_orders: int
-    ramp: float  # median of the last RAMP_RECENT orders / median of the older ones
     trend: float  # daily rate over the last 30 days (this order included) / the year before
 
 
@@ -94,7 +91,7 @@ class OrderFeatures:
             max((_split_ratio(f, self.interval) for f in fams), default=0.0),
             self.count_window / max(expected, 1.0),
             max((_strength_ratio(f) for f in fams), default=1.0),
-            max((f.ramp for f in fams), default=1.0),
+            max((f.trend for f in fams), default=1.0),
             float(sum(1 for f in fams if f.n == 0 and not self.cold)),
             (self.since_last / self.interval) if self.interval > 0 and self.since_last >= 0
             else 1.0,
@@ -117,10 +114,11 @@ def _median(xs: list[float]) -> float:
     return s[n // 2] if n % 2 else math.sqrt(s[n // 2 - 1] * s[n // 2])
 
 
-def _robust(values: list[float], x: float) -> tuple[float, float, float]:
+def _robust(values, x: float) -> tuple[float, float, float]:
     """(median, sigma of logs, z of ``x``) for positive ``values``."""
     med = _median(values)
-    spread = [v / med if v >= med else med / v for v in values]
+    inv = 1.0 / med
+    spread = [v * inv if v >= med else med / v for v in values]
     sigma = max(1.4826 * math.log(_median(spread)), SIGMA_FLOOR)
     return med, sigma, math.log(x / med) / sigma
 
@@ -141,23 +139,18 @@ def _family(a: FamilyAmount, hist: FamilyHistory | None, t: float, day: int) -> 
     n = len(ring)
     if n == 0:
         return FamilyFeatures(a, 0, 0.0, 0.0, SIGMA_FLOOR, SIGMA_FLOOR, 0.0, 0.0, 1.0, 1.0,
-                              hist.peak if hist else 0.0, 0.0, 0.0, a.units, 1, 1.0, 1.0)
-    units = [max(r[1], 1e-9) for r in ring]
-    grams = [max(r[2], 1e-12) for r in ring]
+                              hist.peak if hist else 0.0, 0.0, 0.0, a.units, 1, 1.0)
+    times, units, grams = zip(*ring, strict=True)  # ring amounts are > 0 (profile.add)
     mu, su, zu = _robust(units, max(a.units, 1e-9))
     mg, sg, zg = _robust(grams, max(a.grams, 1e-12))
     lo = t - SPLIT_WINDOW_S
     w_units, w_orders = a.units, 1
-    for r in ring:
-        if r[0] > lo:
-            w_units += r[1]
+    for i, ts in enumerate(times):
+        if ts > lo:
+            w_units += units[i]
             w_orders += 1
-    ramp = 1.0
-    if n >= RAMP_MIN_OLDER + RAMP_RECENT - 1:
-        recent = units[-(RAMP_RECENT - 1):] + [max(a.units, 1e-9)]
-        ramp = _median(recent) / _median(units[: -(RAMP_RECENT - 1)])
     return FamilyFeatures(a, n, mu, mg, su, sg, zu, zg, a.units / mu, a.grams / mg, hist.peak,
-                          max(units), max(grams), w_units, w_orders, ramp, _trend(a, hist, day))
+                          max(units), max(grams), w_units, w_orders, _trend(a, hist, day))
 
 
 def order_features(

@@ -36,6 +36,7 @@ class ExportedForest:
         self.roots = np.asarray(roots, dtype=np.int64)
         self.depth = int(depth)
         self.denom = float(denom)
+        self._children = np.stack([self.left, self.right], axis=1)
 
     @classmethod
     def from_sklearn(cls, model) -> ExportedForest:
@@ -67,8 +68,8 @@ class ExportedForest:
     def score_samples(self, X) -> np.ndarray:  # noqa: N803 - scikit-learn naming
         """scikit-learn's ``score_samples``: minus the anomaly score, lower is stranger."""
         X = np.asarray(X, dtype=np.float32)  # as scikit-learn compares
-        if X.ndim == 1:
-            X = X[None, :]
+        if X.ndim == 1 or X.shape[0] == 1:
+            return self._score_one(X.reshape(-1))
         rows = np.arange(X.shape[0])
         node = np.broadcast_to(self.roots[:, None], (len(self.roots), X.shape[0])).copy()
         for _ in range(self.depth):
@@ -78,6 +79,17 @@ class ExportedForest:
         if self.denom == 0:
             return -np.ones(X.shape[0])
         return -(2.0 ** (-depths / self.denom))
+
+    def _score_one(self, x: np.ndarray) -> np.ndarray:
+        """One row (the online case): the same walk with fewer array operations."""
+        node = self.roots
+        feature, threshold, children = self.feature, self.threshold, self._children
+        for _ in range(self.depth):
+            node = children[node, (x[feature[node]] > threshold[node]).view(np.int8)]
+        depth = np.cumsum(self.value[node])[-1:]  # tree by tree, as scikit-learn adds
+        if self.denom == 0:
+            return -np.ones(1)
+        return -(2.0 ** (-depth / self.denom))
 
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
         out = {f"{prefix}{k}": getattr(self, k) for k in _ARRAYS}

@@ -2,12 +2,15 @@
 
 - first purchase of a drug family by an established registrant (IQVIA and
   Cardinal Health both flag it; DOMAIN.md section 5);
-- a strength the registrant never bought before, much stronger than its usual;
+- a strength much above the strongest the registrant ever bought of the family,
+  in an order that is also large in grams of base (a pharmacy adding a stronger
+  tablet in normal quantities is not suspicious by itself);
 - a steady ramp: over the last 30 days (this order included) the registrant buys
   its families at ``ramp_ratio`` times their daily rate of the year before. The
   ramp scales every line, so the statistic is the lower median over the order's
-  families (at least two with a year-before rate): one family's seasonal swing
-  does not trip it, and no single order needs to be over any size limit;
+  families with a year-before rate (a stricter ``ramp_single_ratio`` when only
+  one has): one family's swing does not trip it, and no single order needs to be
+  over any size limit;
 - family mix: Jensen-Shannon divergence (base 2, so 0..1) between the last 30
   days' MME shares per family, this order included, and the 335 days before.
 
@@ -51,14 +54,18 @@ class PatternScorer(BaseEstimator):
     def __init__(
         self,
         min_prior_orders: int = 6,
-        strength_ratio: float = 2.5,
+        strength_ratio: float = 1.8,
         ramp_ratio: float = 2.3,
+        ramp_single_ratio: float = 2.8,
+        strength_grams_ratio: float = 3.0,
         mix_threshold: float = 0.5,
         mix_min_history_days: int = 60,
     ) -> None:
         self.min_prior_orders = min_prior_orders
         self.strength_ratio = strength_ratio
         self.ramp_ratio = ramp_ratio
+        self.ramp_single_ratio = ramp_single_ratio
+        self.strength_grams_ratio = strength_grams_ratio
         self.mix_threshold = mix_threshold
         self.mix_min_history_days = mix_min_history_days
 
@@ -83,23 +90,25 @@ class PatternScorer(BaseEstimator):
                 continue
             if f.n >= 3 and f.max_strength > 0:
                 ratio = a.strength_mg / f.max_strength
+                score = min(ratio / self.strength_ratio, f.ratio_grams / self.strength_grams_ratio)
                 out.append(Finding(
-                    "pattern_strength", round(ratio / self.strength_ratio, 4), round(ratio, 3),
-                    self.strength_ratio,
+                    "pattern_strength", round(score, 4), round(ratio, 3), self.strength_ratio,
                     f"{a.family}: {a.strength_mg:.1f} mg base per unit is {ratio:.1f}x the "
                     f"strongest this registrant ever bought of this family "
-                    f"({f.max_strength:.1f} mg; limit {self.strength_ratio:g}x)",
+                    f"({f.max_strength:.1f} mg), and {f.ratio_grams:.1f}x its median order in "
+                    f"grams of base (limits {self.strength_ratio:g}x and "
+                    f"{self.strength_grams_ratio:g}x)",
                     hold=True, family=a.family, schedule=a.schedule))
         trends = sorted(f.trend for f in feats.families if f.trend != 1.0)
-        if len(trends) >= 2:
+        if trends:
             lowmed = trends[(len(trends) - 1) // 2]
+            limit = self.ramp_ratio if len(trends) >= 2 else self.ramp_single_ratio
             out.append(Finding(
-                "pattern_ramp", round(lowmed / self.ramp_ratio, 4), round(lowmed, 3),
-                self.ramp_ratio,
+                "pattern_ramp", round(lowmed / limit, 4), round(lowmed, 3), limit,
                 f"over the last 30 days this registrant bought {len(trends)} of this order's "
                 f"families at {trends[0]:.1f}x to {trends[-1]:.1f}x their daily rate of the "
-                f"year before (lower median {lowmed:.1f}x; limit {self.ramp_ratio:g}x): a "
-                f"steady increase, whatever the size of each order",
+                f"year before (lower median {lowmed:.1f}x; limit {limit:g}x): a steady "
+                f"increase, whatever the size of each order",
                 hold=True))
         if feats.history_days >= self.mix_min_history_days:
             out.append(self._mix(ctx))

@@ -1,8 +1,8 @@
 """Size: is this order unusually large for this registrant, or for its peers?
 
-Per family, in dosage units *and* in grams of base, against the registrant's own
-last orders of that family: the order must be at least ``min_ratio`` times the
-median order and ``max_ratio`` times the largest recent order, in both units. Why
+Per family, against the registrant's own last orders of that family: the order
+must be at least ``min_ratio`` times the median order in dosage units *and* in
+grams of base, and ``max_ratio`` times the largest recent order in one of them. Why
 not median + k MAD alone: orders come in whole packages (1, 2 or 3 packs), and
 families with two package sizes or strengths are bimodal, so the MAD collapses or
 misleads; the robust z is still computed and shown. The "largest recent order"
@@ -32,8 +32,8 @@ class SizeScorer(BaseEstimator):
 
     def __init__(
         self,
-        min_ratio: float = 3.0,
-        max_ratio: float = 1.8,
+        min_ratio: float = 4.0,
+        max_ratio: float = 2.25,
         min_orders: int = 3,
         peer_z_threshold: float = 5.0,
         cold_z_threshold: float = 2.5,
@@ -64,7 +64,7 @@ class SizeScorer(BaseEstimator):
     def _own(self, f: FamilyFeatures) -> Finding:
         a = f.amount
         ratio = min(f.ratio_units, f.ratio_grams)
-        vs_max = min(a.units / f.max_units, a.grams / f.max_grams)
+        vs_max = max(a.units / f.max_units, a.grams / f.max_grams)
         score = min(ratio / self.min_ratio, vs_max / self.max_ratio)
         detail = (f"{a.family}: {a.units:,.0f} dosage units / {a.grams:.2f} g base is "
                   f"{f.ratio_units:.1f}x / {f.ratio_grams:.1f}x this registrant's median order "

@@ -40,7 +40,8 @@ def test_forest_walk_equals_sklearn_score_samples():
     forest = ExportedForest.from_sklearn(model)
     probe = np.vstack([X, rng.normal(size=(200, 6)) * 3])
     assert np.array_equal(forest.score_samples(probe), model.score_samples(probe))
-    assert forest.score_samples(probe[0]).shape == (1,)
+    one_by_one = np.concatenate([forest.score_samples(row) for row in probe[:200]])
+    assert np.array_equal(one_by_one, model.score_samples(probe[:200]))  # the online path
 
 
 def test_size_spike_holds_and_normal_order_does_not():
@@ -76,10 +77,12 @@ def test_burst_of_orders_holds_on_count():
 def test_new_family_and_stronger_strength_hold():
     p = weekly_profile()
     new = PatternScorer().assess(context(p, LAST + 7, (amount("morphine", 300, 22.58),)))
-    strong = PatternScorer().assess(context(p, LAST + 7, (amount("oxycodone", 100, 26.9),)))
+    strong = PatternScorer().assess(context(p, LAST + 7, (amount("oxycodone", 300, 26.9),)))
+    swap = PatternScorer().assess(context(p, LAST + 7, (amount("oxycodone", 100, 26.9),)))
     usual = PatternScorer().assess(context(p, LAST + 7, (amount("oxycodone", 100),)))
     assert "pattern_new_family" in codes(new)
     assert "pattern_strength" in codes(strong)
+    assert not codes(swap)  # a stronger tablet in the usual grams is not held by itself
     assert not codes(usual)
 
 
