@@ -90,21 +90,11 @@ def _positive_int(obj: dict, key: str, where: str) -> int:
     return value
 
 
-# Hot-path helpers. Each order repeats a few known values (its parties' DEA numbers,
-# catalog NDCs), so their checks are remembered; the common shapes (str, int) take
+# Hot-path helpers. Each order repeats a few known values (its parties, catalog
+# NDCs), so their checks are remembered; the common shapes (str, int) take
 # a short path and anything else the general code above, with its exact messages.
-_DEA_OK: dict[str, bool] = {}
 _NDC: dict[str, str] = {}
-_MEMO_MAX = 1 << 17
-
-
-def _dea_valid(dea: str) -> bool:
-    ok = _DEA_OK.get(dea)
-    if ok is None:
-        if len(_DEA_OK) >= _MEMO_MAX:
-            _DEA_OK.clear()
-        ok = _DEA_OK[dea] = dea_number_valid(dea)
-    return ok
+_MEMO_MAX = 1 << 16  # entries per memo (a party about 300 bytes); cleared when full
 
 
 def _ndc(raw: str) -> str:
@@ -142,7 +132,7 @@ def _check_party(obj: Any, key: str) -> Party:
     if not isinstance(obj, dict):
         raise Rejected(RejectReason.MISSING_FIELD, f"{key} is missing")
     dea = _text(obj, "dea_number", key).upper()
-    if not _dea_valid(dea):
+    if not dea_number_valid(dea):
         raise Rejected(
             RejectReason.BAD_DEA_CHECK_DIGIT, f"{key}.dea_number {dea!r} fails the DEA check"
         )
