@@ -119,6 +119,7 @@ def parse_cms_lean(b: bytes) -> CmsParts:
 _HEADS: dict[bytes, tuple[str, int, int, int, int, int]] = {}
 _HEAD_LENS: list[int] = []  # head lengths seen lately (content-length fields vary)
 _MAX_HEADS = 4096
+_MAX_HEAD_BYTES = 256  # a real head is about 70 bytes
 
 
 def _head(b: bytes, n: int) -> tuple[str, int, int, int, int, int]:
@@ -129,6 +130,8 @@ def _head(b: bytes, n: int) -> tuple[str, int, int, int, int, int]:
             return hit
     found = (*_walk_head(b, n), n)
     cs = found[1]
+    if cs > _MAX_HEAD_BYTES:  # e.g. a padded digestAlgorithms: walk it, do not keep it
+        return found
     if len(_HEADS) >= _MAX_HEADS:
         _HEADS.clear()
     _HEADS[b[:cs]] = found
@@ -216,8 +219,13 @@ class _Group:
 _KEY = 64  # tail bytes that, with its length, pick the group (certificate sets often
 # start with the same CA certificate, so the signer id picks within it)
 _TAILS: dict[tuple[int, bytes], _Group] = {}
+# Memory bounds: messages are untrusted, so what is kept is counted in bytes (a
+# typical tail, mostly the certificate set, is 2-4 KB) as well as in layouts.
 _MAX_TAILS = 65536  # as many as the path cache (connectors/trust.py)
+_MAX_TAIL_BYTES = 64 * 1024  # a larger tail is walked every time
+_TAIL_BUDGET = 64 * 1024 * 1024
 _learnt = 0
+_learnt_bytes = 0
 
 
 def _build(b: bytes, pos: int, ct: str, content: bytes, t: _Tail) -> CmsParts:
@@ -249,17 +257,20 @@ def _build(b: bytes, pos: int, ct: str, content: bytes, t: _Tail) -> CmsParts:
 
 def _learn(b: bytes, pos: int, end: int) -> _Tail:
     """Walk the tail and remember its layout for the next order from this signer."""
-    global _learnt
+    global _learnt, _learnt_bytes
     t = _walk_tail(b, pos, end)
-    if _learnt >= _MAX_TAILS:
+    if t.length > _MAX_TAIL_BYTES:
+        return t
+    if _learnt >= _MAX_TAILS or _learnt_bytes + t.length > _TAIL_BUDGET:
         _TAILS.clear()
-        _learnt = 0
+        _learnt = _learnt_bytes = 0
     key = (end - pos, b[pos : pos + _KEY])
     group = _TAILS.get(key)
     if group is None or group.sid != t.sid:  # a new layout in this group replaces the old
         group = _TAILS[key] = _Group(t.sid, {})
     group.by_sid[b[pos + t.sid[0] : pos + t.sid[1]]] = t
     _learnt += 1
+    _learnt_bytes += t.length
     return t
 
 

@@ -95,6 +95,7 @@ def _positive_int(obj: dict, key: str, where: str) -> int:
 # a short path and anything else the general code above, with its exact messages.
 _NDC: dict[str, str] = {}
 _MEMO_MAX = 1 << 16  # entries per memo (a party about 300 bytes); cleared when full
+_MEMO_TEXT = 512  # longer (untrusted) text is checked every time, never kept
 
 
 def _ndc(raw: str) -> str:
@@ -102,9 +103,10 @@ def _ndc(raw: str) -> str:
     ndc = _NDC.get(raw)
     if ndc is None:
         ndc = normalize_ndc(raw)
-        if len(_NDC) >= _MEMO_MAX:
-            _NDC.clear()
-        _NDC[raw] = ndc
+        if len(raw) <= _MEMO_TEXT:
+            if len(_NDC) >= _MEMO_MAX:
+                _NDC.clear()
+            _NDC[raw] = ndc
     return ndc
 
 
@@ -121,9 +123,10 @@ def _party(data: dict, key: str) -> Party:
             party = _PARTIES.get(memo)
             if party is None:
                 party = _check_party(obj, key)
-                if len(_PARTIES) >= _MEMO_MAX:
-                    _PARTIES.clear()
-                _PARTIES[memo] = party
+                if len(dea) + len(name) + len(address) <= _MEMO_TEXT:
+                    if len(_PARTIES) >= _MEMO_MAX:
+                        _PARTIES.clear()
+                    _PARTIES[memo] = party
             return party
     return _check_party(obj, key)
 

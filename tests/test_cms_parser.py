@@ -156,3 +156,22 @@ def test_next_order_from_a_signer_takes_the_learnt_layout(monkeypatch):
     parts = parse_cms_lean(second)
     assert parts == parse_cms_asn1crypto(second)
     assert parts.content == b'{"n": 22}' and parts.signature != parse_cms_lean(first).signature
+
+
+def test_learnt_layouts_are_bounded_in_bytes(monkeypatch):
+    from connectors import cms
+
+    monkeypatch.setattr(cms, "_TAILS", {})
+    monkeypatch.setattr(cms, "_learnt", 0)
+    monkeypatch.setattr(cms, "_learnt_bytes", 0)
+    monkeypatch.setattr(cms, "_TAIL_BUDGET", 6000)
+    ders = [_signed(b"{}", ec, extra, True) for ec in (False, True) for extra in range(4)]
+    kept = []
+    for der in ders:
+        assert parse_cms_lean(der) == _walk(der)
+        assert 0 < cms._learnt_bytes <= cms._TAIL_BUDGET
+        kept.append(cms._learnt)
+    assert 1 in kept[1:]  # the budget was reached and the layouts forgotten at least once
+    monkeypatch.setattr(cms, "_MAX_TAIL_BYTES", 16)  # too large to keep: walked each time
+    monkeypatch.setattr(cms, "_TAILS", {})
+    assert parse_cms_lean(ders[0]) == _walk(ders[0]) and cms._TAILS == {}

@@ -98,3 +98,14 @@ def test_purchaser_address_and_product_are_coerced_to_text():
     assert order.extra == {"note": "kept"}
     with pytest.raises(AttributeError):
         order.form = "dea222"  # still frozen
+
+
+def test_long_text_is_checked_but_not_remembered():
+    from connectors import orders
+
+    data = _order(("purchaser", "name"), "N" * 5000)
+    data["lines"][0]["ndc"] = " " * 600 + "0406-0552-01"
+    order = parse_order(data)
+    assert order.purchaser.name == "N" * 5000 and order.lines[0].ndc == "00406-0552-01"
+    assert all(len(k[2]) < 5000 for k in orders._PARTIES)
+    assert all(len(k) < 600 for k in orders._NDC)
