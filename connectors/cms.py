@@ -88,7 +88,7 @@ def parse_cms_lean(b: bytes) -> CmsParts:
 
     Hot path (every CMS order). A signer's software lays out every order the
     same way, so two shortcuts skip the walk when a known layout recurs (see
-    ``_head`` and ``_tail``); each returns exactly what the walk would.
+    ``_head`` and ``_Tail``); each returns exactly what the walk would.
     """
     try:
         n = len(b)
