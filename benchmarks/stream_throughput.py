@@ -29,8 +29,8 @@ moves much less than the wall-clock ratio when other jobs compete for the two co
 ``--profile DIR`` additionally runs the engine once under ``py-spy record`` (attached
 from the first output record to the last) and prints where the worker's time goes.
 
-    .venv/bin/python benchmarks/stream_throughput.py            # about 3-4 minutes
-    .venv/bin/python benchmarks/stream_throughput.py --quick    # about 1 minute
+    .venv/bin/python benchmarks/stream_throughput.py            # about 4.5 minutes
+    .venv/bin/python benchmarks/stream_throughput.py --quick    # about 1.5 minutes
 """
 
 from __future__ import annotations
@@ -561,7 +561,7 @@ def _bucket(stack: str, frames: list[tuple[str, str]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="smaller feed, 2 repeats (~1 minute)")
+    p.add_argument("--quick", action="store_true", help="smaller feed, 2 repeats (~1.5 minutes)")
     p.add_argument("--registrants", type=int, default=None, help="default 300 (quick: 120)")
     p.add_argument("--days", type=int, default=None, help="default 120 (quick: 90)")
     p.add_argument("--seed", type=int, default=11)
