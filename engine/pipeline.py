@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,6 +84,8 @@ class Pipeline:
         self.config_version = settings.config_version
         self.model_version = _model_version(scorers, artifacts_version)
         self._judge_at_receipt = settings.verification.time_rules_at == "received"
+        # set by the stream driver: is this input offset committed?
+        self.is_committed: Callable[[str, int], bool] | None = None
 
     def verify(self, raw: bytes, received: Received) -> VerifiedOrder | Rejection:
         if self.judge_at is not None:
@@ -105,6 +107,35 @@ class Pipeline:
         verified: VerifiedOrder,
         profiles: MutableMapping[str, RegistrantProfile],
         received: Received,
+        position: tuple[str, int] | None = None,
+    ) -> Outcome:
+        """Profile, score and decide one verified order.
+
+        ``position`` is the input (``topic:partition``, offset) in the stream
+        driver; with ``self.is_committed`` it bounds the decisions a profile
+        keeps for redelivery to those not yet committed. A bug in a scorer
+        rejects this one message (``internal_error``) instead of stopping the
+        stream or dropping the message.
+        """
+        try:
+            return self._monitor(verified, profiles, received, position)
+        except Exception as exc:
+            order = verified.order
+            return Rejection(
+                RejectReason.INTERNAL_ERROR,
+                f"internal error while scoring: {type(exc).__name__}",
+                received.iso,
+                verified.raw_sha256,
+                order.order_number,
+                order.purchaser.dea_number,
+            )
+
+    def _monitor(
+        self,
+        verified: VerifiedOrder,
+        profiles: MutableMapping[str, RegistrantProfile],
+        received: Received,
+        position: tuple[str, int] | None,
     ) -> Outcome:
         order = verified.order
         dea = order.purchaser.dea_number
@@ -169,7 +200,7 @@ class Pipeline:
             [(a.family, a.units, a.grams, a.mme) for a in amounts],
             t,
         )
-        profile.remember(order.order_number, decision.to_dict(), time.time())
+        profile.remember(order.order_number, decision.to_dict(), position, self.is_committed)
         profiles[dea] = profile  # reassign: a table writes its changelog on set, not on mutation
         return decision
 

@@ -28,6 +28,7 @@ and ``RECENT`` stored decisions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["FamilyHistory", "RegistrantProfile", "WINDOWS", "RETENTION_DAYS", "RING", "TIMES"]
@@ -35,8 +36,7 @@ __all__ = ["FamilyHistory", "RegistrantProfile", "WINDOWS", "RETENTION_DAYS", "R
 WINDOWS = (7, 30, 90, 365)
 RETENTION_DAYS = 400
 MAX_SEEN = 4096
-RECENT = 64
-RECENT_KEEP_S = 60.0
+RECENT = 256
 SEEN_DAYS = 120  # two order-validity periods (1305.22(e): 60 days)
 RING = 24  # last orders per family kept whole (size, split, strength, ramp)
 TIMES = 32  # last signing times per registrant (cadence, bursts)
@@ -201,27 +201,38 @@ class RegistrantProfile:
             while len(self.seen) > MAX_SEEN:
                 del self.seen[next(iter(self.seen))]
 
-    def remember(self, order_number: str, record: dict[str, Any], now: float) -> None:
+    def remember(
+        self,
+        order_number: str,
+        record: dict[str, Any],
+        position: tuple[str, int] | None = None,
+        is_committed: Callable[[str, int], bool] | None = None,
+    ) -> None:
         """Keep the decision so a redelivered message gets the same one (at-least-once).
 
         Only messages after the last committed offset are redelivered, and they
-        come back before any newer message of this registrant (same partition),
-        so decisions younger than ``RECENT_KEEP_S`` wall-clock seconds (many
-        commit intervals) suffice; ``RECENT`` caps the count for a registrant
-        sending more than that many orders within that time.
+        come back before any newer message of this registrant (same partition).
+        So a decision is kept, with the input position (topic:partition, offset)
+        it came from, only until that offset is committed: in a steady stream
+        that is none or one per registrant. Without a position (the replay
+        driver has no offsets) only the latest is kept. ``RECENT`` caps the count.
         """
-        self.recent[order_number] = [now, record]
-        cutoff = now - RECENT_KEEP_S
-        while self.recent:
-            first = next(iter(self.recent))
-            if len(self.recent) <= RECENT and self.recent[first][0] >= cutoff:
-                break
-            del self.recent[first]
+        if self.recent:
+            done = [
+                k for k, (tp, offset, _) in self.recent.items()
+                if tp is None or (is_committed is not None and is_committed(tp, offset))
+            ]
+            for k in done:
+                del self.recent[k]
+        tp, offset = position if position is not None else (None, -1)
+        self.recent[order_number] = [tp, offset, record]
+        while len(self.recent) > RECENT:
+            del self.recent[next(iter(self.recent))]
 
     def recorded(self, order_number: str) -> dict[str, Any] | None:
         """The decision recorded for a recently applied order, if still kept."""
         entry = self.recent.get(order_number)
-        return entry[1] if entry else None
+        return entry[2] if entry else None
 
     def to_state(self) -> list:
         """A JSON-ready list (version 2); ``from_state`` reads versions 1 and 2."""

@@ -35,6 +35,7 @@ class RejectReason(StrEnum):
     UNKNOWN_NDC = "unknown_ndc"
     PAPER_NOT_ALLOWED = "paper_not_allowed"
     TOO_LARGE = "too_large"
+    INTERNAL_ERROR = "internal_error"
 
 
 class Rejected(Exception):
