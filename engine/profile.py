@@ -28,6 +28,7 @@ and ``RECENT`` stored decisions.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -41,12 +42,15 @@ SEEN_DAYS = 120  # two order-validity periods (1305.22(e): 60 days)
 RING = 24  # last orders per family kept whole (size, split, strength, ramp)
 TIMES = 32  # last signing times per registrant (cadence, bursts)
 _ZERO = (0.0, 0.0, 0.0, 0.0)
+_enc = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class FamilyHistory:
     """Daily buckets [units, grams, mme, orders] of one drug family, with rolling sums."""
 
-    __slots__ = ("days", "first_day", "last_day", "ring", "peak", "_anchor", "_sums")
+    __slots__ = (
+        "days", "first_day", "last_day", "ring", "peak", "_anchor", "_sums", "_text", "_closed"
+    )
 
     def __init__(self) -> None:
         self.days: dict[int, list[float]] = {}
@@ -56,6 +60,8 @@ class FamilyHistory:
         self.last_day: int | None = None
         self._anchor: int | None = None
         self._sums: dict[int, list[float]] = {w: [0.0, 0.0, 0.0, 0.0] for w in WINDOWS}
+        self._text: str | None = None  # this family's state JSON, until the next change
+        self._closed: tuple[int, str] | None = None  # JSON of the first n buckets, unchanged
 
     def window(self, day: int, width: int) -> tuple[float, float, float, float]:
         """(units, grams, mme, orders) over the days (day - width, day]."""
@@ -78,6 +84,9 @@ class FamilyHistory:
         # Rounded (to a milli-unit, a microgram, a milli-MME) so that the state's JSON stays
         # short and a value reads back exactly as it was held in memory.
         units, grams, mme = round(units, 3), round(grams, 6), round(mme, 3)
+        self._text = None
+        if self._closed is not None and day in self.days and next(reversed(self.days)) != day:
+            self._closed = None  # an older bucket changes (out-of-order order)
         if units > 0 and grams > 0:  # scorers take logs and ratios of ring amounts
             self.ring.append([int(day * 86400 if t is None else t), units, grams])
             if len(self.ring) > RING:
@@ -129,6 +138,34 @@ class FamilyHistory:
             cutoff = self.last_day - RETENTION_DAYS
             for d in [d for d in self.days if d <= cutoff]:
                 del self.days[d]
+                self._closed = self._text = None
+
+    def state_json(self) -> str:
+        """JSON of ``[first_day, last_day, buckets, ring, peak]``, re-encoding only what changed.
+
+        The changelog gets a profile's whole state on every write; most of it is
+        buckets of past days that no longer change, so their JSON is kept.
+        """
+        if self._text is None:
+            items = list(self.days.items())
+            n = len(items) - 1  # all but the newest bucket are closed in time order
+            closed = self._closed
+            if n > 0 and closed is not None and closed[0] <= n:
+                if closed[0] < n:
+                    more = ",".join(_enc([d, *b]) for d, b in items[closed[0]:n])
+                    closed = (n, f"{closed[1]},{more}" if closed[0] else more)
+            elif n > 0:
+                closed = (n, ",".join(_enc([d, *b]) for d, b in items[:n]))
+            else:
+                closed = None
+            self._closed = closed
+            last = _enc([items[-1][0], *items[-1][1]]) if items else ""
+            buckets = f"[{closed[1]},{last}]" if closed else f"[{last}]"
+            self._text = (
+                f"[{_enc(self.first_day)},{_enc(self.last_day)},{buckets},"
+                f"{_enc(self.ring)},{_enc(self.peak)}]"
+            )
+        return self._text
 
     def rebuild(self) -> None:
         """Recompute rolling sums from buckets (after loading state)."""
@@ -244,6 +281,19 @@ class RegistrantProfile:
         return [
             2, self.first_day, self.last_day, self.orders, fams, seen, self.recent, self.times
         ]
+
+    def dumps_state(self) -> bytes:
+        """``json.dumps(self.to_state())``, compact, from cached per-family JSON.
+
+        Only the families the last order touched are encoded again (see
+        ``FamilyHistory.state_json``); the bytes are the same as ``to_state``'s.
+        """
+        fams = ",".join(f"{_enc(f)}:{h.state_json()}" for f, h in self.families.items())
+        seen = _enc([[k, d, s] for k, (d, s) in self.seen.items()])
+        head = _enc([2, self.first_day, self.last_day, self.orders])[:-1]
+        return (
+            f"{head},{{{fams}}},{seen},{_enc(self.recent)},{_enc(self.times)}]".encode()
+        )
 
     @classmethod
     def from_state(cls, state: list) -> RegistrantProfile:

@@ -47,7 +47,7 @@ _PROBE_INTERVAL_S = 2.0  # broker probe and consumer-lag refresh
 
 
 def _dump_profile(profile: RegistrantProfile) -> bytes:
-    return json.dumps(profile.to_state(), separators=(",", ":")).encode()
+    return profile.dumps_state()
 
 
 class _TableProfiles:

@@ -1,0 +1,40 @@
+"""The profile's cached state encoding equals plain JSON of its state, whatever the order."""
+
+import json
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.profile import RETENTION_DAYS, RegistrantProfile
+
+_order = st.tuples(
+    st.integers(0, RETENTION_DAYS + 60),          # day offset (out of order allowed)
+    st.sampled_from(["oxycodone", "alprazolam", "fentanyl"]),
+    st.integers(1, 5000),                          # units
+)
+
+
+def _plain(p: RegistrantProfile) -> bytes:
+    return json.dumps(p.to_state(), separators=(",", ":")).encode()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_order, min_size=1, max_size=80), st.integers(0, 3))
+def test_dumps_state_matches_to_state_after_every_order(orders, every):
+    p = RegistrantProfile()
+    for i, (day, family, units) in enumerate(sorted(orders, key=lambda o: o[0] // 7)):
+        p.apply(f"25X{i:06d}", 20000 + day, "d" * 16, [(family, units, units / 997, units * 1.5)])
+        if every == 0 or i % (every + 1) == 0:
+            assert p.dumps_state() == _plain(p)
+    assert p.dumps_state() == _plain(p)
+    assert RegistrantProfile.from_state(json.loads(p.dumps_state())).to_state() == p.to_state()
+
+
+def test_long_history_with_expiry_and_late_orders():
+    rng = random.Random(5)
+    p = RegistrantProfile()
+    for i in range(900):
+        day = 20000 + i // 2 - (rng.randint(0, 3) if i % 11 == 0 else 0)
+        p.apply(f"25X{i:06d}", day, "e" * 16, [("oxycodone", 100.0, 0.9, 1350.0)])
+        assert p.dumps_state() == _plain(p)
