@@ -104,7 +104,7 @@ class ScoringSettings(_Frozen):
     split_ratio: float = Field(3.0, gt=1)
     strength_ratio: float = Field(1.8, gt=1)
     strength_grams_ratio: float = Field(3.0, gt=1)
-    ramp_ratio: float = Field(2.3, gt=1)
+    ramp_ratio: float = Field(2.1, gt=1)
     ramp_single_ratio: float = Field(2.8, gt=1)
     mix_threshold: float = Field(0.5, gt=0, le=1)
     iforest_quantile: float = Field(0.999, gt=0.5, lt=1)

@@ -55,7 +55,7 @@ class PatternScorer(BaseEstimator):
         self,
         min_prior_orders: int = 6,
         strength_ratio: float = 1.8,
-        ramp_ratio: float = 2.3,
+        ramp_ratio: float = 2.1,
         ramp_single_ratio: float = 2.8,
         strength_grams_ratio: float = 3.0,
         mix_threshold: float = 0.5,
