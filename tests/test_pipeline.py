@@ -1,0 +1,46 @@
+"""The core's contract: one record per message, even when a scorer fails."""
+
+import json
+
+from config import load_settings
+from connectors.feed import read_feed
+from engine.pipeline import build_pipeline
+from engine.records import Decision, Rejection, RejectReason
+from tests.support import build_feed
+
+
+class _BrokenScorer:
+    name = "broken"
+
+    def fit(self, X=None, y=None):  # noqa: N803
+        return self
+
+    def assess(self, ctx):
+        raise ZeroDivisionError("a bug")
+
+
+def test_a_failing_scorer_rejects_one_message_as_internal_error(tmp_path):
+    tf = build_feed(tmp_path, weeks=3, bad=False)
+    pipeline = build_pipeline(load_settings(tf.config))
+    pipeline.scorers.append(_BrokenScorer())
+    profiles = {}
+    outcomes = [pipeline.process(raw, profiles) for raw in read_feed(tf.feed)]
+    assert outcomes and all(isinstance(o, Rejection) for o in outcomes)
+    assert {o.reason for o in outcomes} == {RejectReason.INTERNAL_ERROR}
+    assert all(o.order_number and o.purchaser_dea for o in outcomes)
+    assert "ZeroDivisionError" in outcomes[0].detail and "a bug" not in outcomes[0].detail
+    assert profiles == {} or all(p.orders == 0 for p in profiles.values())
+
+
+def test_redelivered_message_gets_the_same_decision_and_changes_nothing(tmp_path):
+    tf = build_feed(tmp_path, weeks=4, bad=False)
+    pipeline = build_pipeline(load_settings(tf.config))
+    messages = list(read_feed(tf.feed))
+    profiles = {}
+    first = pipeline.process(messages[0], profiles)
+    assert isinstance(first, Decision)
+    dea = first.purchaser_dea
+    before = json.dumps(profiles[dea].to_state())
+    again = pipeline.process(messages[0], profiles)
+    assert again.to_dict() == first.to_dict()
+    assert json.dumps(profiles[dea].to_state()) == before
