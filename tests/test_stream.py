@@ -84,3 +84,40 @@ def test_unkeyed_and_miskeyed_messages_are_rekeyed_not_lost(broker, tmp_path):
            on_outcome=lambda o: expected.append(o.to_dict()) if isinstance(o, Decision) else None)
     assert {(d["purchaser_dea"], d["order_number"]) for d in decisions} == {
         (d["purchaser_dea"], d["order_number"]) for d in expected}
+
+
+def test_a_10_mb_message_is_rejected_and_the_stream_goes_on(broker, tmp_path):
+    """The broker delivers it; the worker rejects it as too_large and decides what follows."""
+    from aiokafka import AIOKafkaProducer
+
+    from tests.streamtools import isolated_topics
+
+    tf = build_feed(tmp_path, weeks=2, bad=False)
+    app_id = f"som-big-{uuid.uuid4().hex[:8]}"
+    topics = isolated_topics(tf.config, app_id)
+    k = load_settings(tf.config).kafka
+    asyncio.run(ensure_topics(broker.url, topics + [f"{app_id}-profiles-changelog"],
+                              k.partitions))
+    messages = list(read_feed(tf.feed))
+    huge = b"{" + b" " * (10 * 1024 * 1024) + b"}"
+
+    async def publish():
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap,
+                                    max_request_size=12 * 1024 * 1024)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topics[0], huge, key=b"BP1234563")
+            for m in messages:
+                await producer.send_and_wait(topics[0], m, key=purchaser_key(m))
+        finally:
+            await producer.stop()
+
+    proc, _ = start_worker(tf.config, broker.url, app_id, tmp_path / "worker.log")
+    try:
+        asyncio.run(publish())
+        got = asyncio.run(collect(broker.bootstrap, topics[1:3], len(messages) + 1, timeout=90,
+                                  alive=lambda: proc.poll() is None))
+    finally:
+        stop_worker(proc)
+    assert [r["reason"] for r in got[topics[2]]] == ["too_large"]
+    assert len(got[topics[1]]) == len(messages)
