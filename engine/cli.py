@@ -100,6 +100,13 @@ def load_pipeline(settings: Settings, judge_at: datetime | None = None):
     """Build the core, turning missing or bad files into a message that names them."""
     from engine.pipeline import build_pipeline
 
+    v = settings.verification
+    if v.require_chain and not v.trust_dir:
+        click.echo(
+            "warning: no trust anchors configured ([verification] trust_dir or --trust-dir): "
+            "every signed order will be rejected as untrusted_chain",
+            err=True,
+        )
     try:
         return build_pipeline(settings, judge_at)
     except (OSError, ValueError) as exc:
