@@ -29,6 +29,7 @@ and ``RECENT`` stored decisions.
 from __future__ import annotations
 
 import json
+from bisect import bisect_left, insort
 from collections.abc import Callable
 from typing import Any
 
@@ -43,13 +44,20 @@ RING = 24  # last orders per family kept whole (size, split, strength, ramp)
 TIMES = 32  # last signing times per registrant (cadence, bursts)
 _ZERO = (0.0, 0.0, 0.0, 0.0)
 _enc = json.JSONEncoder(separators=(",", ":")).encode
+_SPAN_INDEX = {w: i for i, w in enumerate(WINDOWS)}
+
+
+def _round3(x: float) -> float:
+    """``round(x, 3)``; an integral float is its own rounding (and most amounts are)."""
+    return x if x.__class__ is float and x.is_integer() else round(x, 3)
 
 
 class FamilyHistory:
     """Daily buckets [units, grams, mme, orders] of one drug family, with rolling sums."""
 
     __slots__ = (
-        "days", "first_day", "last_day", "ring", "peak", "_anchor", "_sums", "_text", "_closed"
+        "days", "first_day", "last_day", "ring", "peak", "_anchor", "_sums", "_text", "_closed",
+        "_spans", "_cols",
     )
 
     def __init__(self) -> None:
@@ -62,12 +70,51 @@ class FamilyHistory:
         self._sums: dict[int, list[float]] = {w: [0.0, 0.0, 0.0, 0.0] for w in WINDOWS}
         self._text: str | None = None  # this family's state JSON, until the next change
         self._closed: tuple[int, str] | None = None  # JSON of the first n buckets, unchanged
+        self._spans: tuple[int, tuple] | None = None  # (day, spans(day)) until the next change
+        self._cols: tuple | None = None  # ring columns (see ``columns``) until rebuilt
 
     def window(self, day: int, width: int) -> tuple[float, float, float, float]:
         """(units, grams, mme, orders) over the days (day - width, day]."""
-        if width in self._sums and self._anchor is not None and day >= self._anchor:
+        i = _SPAN_INDEX.get(width)
+        if i is not None:
+            return self.spans(day)[i]
+        return self._window(day, width)
+
+    def spans(self, day: int) -> tuple[tuple[float, float, float, float], ...]:
+        """``window(day, w)`` for every w in ``WINDOWS``, in that order, in one call.
+
+        Kept until the next ``add``, so every scorer reading the same order's windows
+        pays once. Reading at a day on or after the rolling sums' edge moves the edge
+        there, exactly as ``window`` always did.
+        """
+        cached = self._spans
+        if cached is not None and cached[0] == day:
+            return cached[1]
+        if self._anchor is not None and day >= self._anchor:
             self._advance(day)
-            return tuple(self._sums[width])  # type: ignore[return-value]
+            out = tuple(tuple(s) for s in self._sums.values())
+        else:
+            out = tuple(self._window(day, w) for w in WINDOWS)
+        self._spans = (day, out)
+        return out
+
+    def columns(self) -> tuple[list, list, list, list, int]:
+        """The ring as (times, units, sorted units, sorted grams, times out of order).
+
+        Maintained on ``add``: medians and maxima read from the sorted columns, and
+        while the last count is 0 (times ascending, the usual case) a time window of
+        the ring is a suffix found by bisection.
+        """
+        cols = self._cols
+        if cols is None:
+            ring = self.ring
+            times = [r[0] for r in ring]
+            units = [r[1] for r in ring]
+            desc = sum(1 for a, b in zip(times, times[1:], strict=False) if b < a)
+            cols = self._cols = (times, units, sorted(units), sorted(r[2] for r in ring), desc)
+        return cols
+
+    def _window(self, day: int, width: int) -> tuple[float, float, float, float]:
         lo = day - width
         acc = [0.0, 0.0, 0.0, 0.0]
         for d, b in self.days.items():
@@ -83,22 +130,47 @@ class FamilyHistory:
     ) -> None:
         # Rounded (to a milli-unit, a microgram, a milli-MME) so that the state's JSON stays
         # short and a value reads back exactly as it was held in memory.
-        units, grams, mme = round(units, 3), round(grams, 6), round(mme, 3)
+        # (An integral float rounds to itself: round() is skipped for those.)
+        units = _round3(units)
+        grams, mme = round(grams, 6), _round3(mme)
         self._text = None
+        self._spans = None
         if self._closed is not None and day in self.days and next(reversed(self.days)) != day:
             self._closed = None  # an older bucket changes (out-of-order order)
         if units > 0 and grams > 0:  # scorers take logs and ratios of ring amounts
-            self.ring.append([int(day * 86400 if t is None else t), units, grams])
-            if len(self.ring) > RING:
-                del self.ring[0]
-            if round(grams * 1000.0 / units, 4) > self.peak:
-                self.peak = round(grams * 1000.0 / units, 4)
+            ring = self.ring
+            entry = [int(day * 86400 if t is None else t), units, grams]
+            ring.append(entry)
+            cols = self._cols
+            if cols is not None:
+                times, runits, su, sg, desc = cols
+                if times and entry[0] < times[-1]:
+                    desc += 1
+                times.append(entry[0])
+                runits.append(units)
+                insort(su, units)
+                insort(sg, grams)
+            if len(ring) > RING:
+                old = ring[0]
+                del ring[0]
+                if cols is not None:
+                    if times[1] < times[0]:
+                        desc -= 1
+                    del times[0]
+                    del runits[0]
+                    del su[bisect_left(su, old[1])]
+                    del sg[bisect_left(sg, old[2])]
+            if cols is not None:
+                self._cols = (times, runits, su, sg, desc)
+            strength = round(grams * 1000.0 / units, 4)
+            if strength > self.peak:
+                self.peak = strength
         bucket = self.days.get(day)
         if bucket is None:
             bucket = self.days[day] = [0.0, 0.0, 0.0, 0.0]
-        bucket[0] = round(bucket[0] + units, 3)
+        bucket[0] = _round3(bucket[0] + units)
         bucket[1] = round(bucket[1] + grams, 6)
-        bucket[2] = round(bucket[2] + mme, 3)
+        bucket[2] = _round3(bucket[2] + mme)
         bucket[3] += 1.0
         if self.first_day is None or day < self.first_day:
             self.first_day = day
@@ -170,6 +242,7 @@ class FamilyHistory:
     def rebuild(self) -> None:
         """Recompute rolling sums from buckets (after loading state)."""
         self._anchor = None
+        self._spans = self._cols = None
         sums = {
             w: self.window(self.last_day, w) if self.last_day is not None else _ZERO
             for w in WINDOWS

@@ -21,6 +21,7 @@ spike does not drag the way a mean and standard deviation would.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from engine.enrich import FamilyAmount
@@ -114,64 +115,80 @@ def _median(xs: list[float]) -> float:
     return s[n // 2] if n % 2 else math.sqrt(s[n // 2 - 1] * s[n // 2])
 
 
-def _robust(values, x: float) -> tuple[float, float, float]:
-    """(median, sigma of logs, z of ``x``) for positive ``values``."""
-    med = _median(values)
+def _robust_sorted(s: list[float]) -> tuple[float, float]:
+    """(median, sigma of logs) of positive values ``s``, given sorted.
+
+    The same numbers as sorting them here: the median, then the median of every
+    value's ratio to it (value / median above it, median / value below), on a log scale.
+    """
+    n = len(s)
+    h = n // 2
+    med = s[h] if n % 2 else math.sqrt(s[h - 1] * s[h])
     inv = 1.0 / med
-    spread = [v * inv if v >= med else med / v for v in values]
-    sigma = max(1.4826 * math.log(_median(spread)), SIGMA_FLOOR)
-    return med, sigma, math.log(x / med) / sigma
-
-
-def _trend(a: FamilyAmount, hist: FamilyHistory, day: int) -> float:
-    span = min(day - hist.first_day, 365) - 30
-    if span < TREND_MIN_PRIOR_DAYS:
-        return 1.0
-    last30 = hist.window(day, 30)[0]
-    prior = hist.window(day, 365)[0] - last30
-    if prior <= 0:
-        return 1.0
-    return ((last30 + a.units) / 30.0) / (prior / span)
+    i = bisect_left(s, med)  # below: median / value; from here on: value x (1 / median)
+    spread = list(map(med.__truediv__, s[:i])) if i else []
+    spread += map(inv.__mul__, s[i:])
+    spread.sort()
+    mad = spread[h] if n % 2 else math.sqrt(spread[h - 1] * spread[h])
+    return med, max(1.4826 * math.log(mad), SIGMA_FLOOR)
 
 
 def _family(a: FamilyAmount, hist: FamilyHistory | None, t: float, day: int) -> FamilyFeatures:
-    ring = hist.ring if hist is not None else []
-    n = len(ring)
-    if n == 0:
+    if hist is None or not hist.ring:
         return FamilyFeatures(a, 0, 0.0, 0.0, SIGMA_FLOOR, SIGMA_FLOOR, 0.0, 0.0, 1.0, 1.0,
                               hist.peak if hist else 0.0, 0.0, 0.0, a.units, 1, 1.0)
-    times, units, grams = zip(*ring, strict=True)  # ring amounts are > 0 (profile.add)
-    mu, su, zu = _robust(units, max(a.units, 1e-9))
-    mg, sg, zg = _robust(grams, max(a.grams, 1e-12))
+    times, units, su, sg, unordered = hist.columns()  # ring amounts are > 0 (profile.add)
+    n = len(su)
+    mu, sig_u = _robust_sorted(su)
+    mg, sig_g = _robust_sorted(sg)
+    zu = math.log(max(a.units, 1e-9) / mu) / sig_u
+    zg = math.log(max(a.grams, 1e-12) / mg) / sig_g
     lo = t - SPLIT_WINDOW_S
     w_units, w_orders = a.units, 1
-    for i, ts in enumerate(times):
-        if ts > lo:
-            w_units += units[i]
-            w_orders += 1
-    return FamilyFeatures(a, n, mu, mg, su, sg, zu, zg, a.units / mu, a.grams / mg, hist.peak,
-                          max(units), max(grams), w_units, w_orders, _trend(a, hist, day))
+    if not unordered:  # times ascending: the window is a suffix, summed in ring order
+        i = bisect_right(times, lo)
+        for u in units[i:]:
+            w_units += u
+        w_orders += n - i
+    else:
+        for i, ts in enumerate(times):
+            if ts > lo:
+                w_units += units[i]
+                w_orders += 1
+    trend = 1.0
+    span = min(day - hist.first_day, 365) - 30
+    if span >= TREND_MIN_PRIOR_DAYS:
+        spans = hist.spans(day)
+        last30 = spans[1][0]
+        prior = spans[3][0] - last30
+        if prior > 0:
+            trend = ((last30 + a.units) / 30.0) / (prior / span)
+    return FamilyFeatures(a, n, mu, mg, sig_u, sig_g, zu, zg, a.units / mu, a.grams / mg,
+                          hist.peak, su[-1], sg[-1], w_units, w_orders, trend)
 
 
 def order_features(
     dea: str, day: int, t: float, amounts: tuple[FamilyAmount, ...], profile: RegistrantProfile
 ) -> OrderFeatures:
     """Features of one order against ``profile`` as it was before the order."""
-    fams = []
-    for a in amounts:
-        fams.append(_family(a, profile.families.get(a.family), t, day))
+    histories = profile.families
+    # Every family's windows at this day, once (see FamilyHistory.spans): the volume
+    # here, the trend above, the family mix and the formula read the same numbers.
+    volume = 0
+    for h in histories.values():
+        volume += h.spans(day)[2][0]
+    fams = tuple([_family(a, histories.get(a.family), t, day) for a in amounts])
     times = profile.times
     interval, since_last, count = 0.0, -1.0, 1
     if times:
         since_last = t - times[-1]
-        lo = t - COUNT_WINDOW_S
-        count += sum(1 for x in times if x > lo)
-        if len(times) >= 4:
-            s = sorted(times)
+        s = sorted(times)
+        count += len(s) - bisect_right(s, t - COUNT_WINDOW_S)
+        if len(s) >= 4:
             interval = _median([max(b - a, 3600.0) for a, b in zip(s, s[1:], strict=False)])
     history = profile.history_days(day)
     span = min(90, max(history, 1))
-    volume = sum(h.window(day, 90)[0] for h in profile.families.values()) * 7.0 / span
+    volume = volume * 7.0 / span
     cold = history < COLD_DAYS or profile.orders < COLD_ORDERS
-    return OrderFeatures(tuple(fams), history, profile.orders, interval, count, since_last,
+    return OrderFeatures(fams, history, profile.orders, interval, count, since_last,
                          volume, cold)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from sklearn.base import BaseEstimator
 
-from models.base import Finding, OrderContext
+from models.base import Finding, OrderContext, lazy_finding
 
 __all__ = ["FormulaBaseline"]
 
@@ -80,19 +80,15 @@ class FormulaBaseline(BaseEstimator):
             )
             threshold = grams / months * mult
             ratio = amount.grams / threshold if threshold > 0 else float("inf")
-            verb = "exceeds" if ratio > 1.0 else "is within"
-            findings.append(
-                Finding(
-                    "formula_baseline",
-                    min(ratio, 1e9),
-                    round(amount.grams, 4),
-                    round(threshold, 4),
-                    f"{amount.family}: order of {amount.grams:.2f} g base {verb} "
-                    f"{mult:g} x the {months:.1f}-month average monthly purchase "
-                    f"({grams / months:.2f} g)",
-                    hold=self.hold,
-                    family=amount.family,
-                    schedule=amount.schedule,
-                )
-            )
+            findings.append(lazy_finding(
+                "formula_baseline", min(ratio, 1e9), round(amount.grams, 4), round(threshold, 4),
+                _detail, (amount, ratio, mult, months, grams), self.hold, amount.family,
+                amount.schedule))
         return findings
+
+
+def _detail(amount, ratio: float, mult: float, months: float, grams: float) -> str:
+    verb = "exceeds" if ratio > 1.0 else "is within"
+    return (f"{amount.family}: order of {amount.grams:.2f} g base {verb} "
+            f"{mult:g} x the {months:.1f}-month average monthly purchase "
+            f"({grams / months:.2f} g)")

@@ -22,7 +22,7 @@ from functools import lru_cache
 
 from sklearn.base import BaseEstimator
 
-from models.base import Finding, OrderContext
+from models.base import Finding, OrderContext, lazy_finding
 from models.features import COUNT_WINDOW_S, SPLIT_WINDOW_S
 
 __all__ = ["FrequencyScorer", "poisson_limit", "poisson_tail"]
@@ -85,12 +85,8 @@ class FrequencyScorer(BaseEstimator):
         lam = round(COUNT_WINDOW_S / interval, 2)
         limit = max(float(self.min_count), lam + self.min_excess)
         k = feats.count_window
-        out.append(Finding(
-            "frequency_count", round(k / limit, 4), float(k), round(limit, 2),
-            f"{k} orders within 72 hours; this registrant orders about every "
-            f"{interval / 86400:.1f} days, so about {lam:.1f} are expected (limit {limit:.1f}; "
-            f"a Poisson chance of {poisson_tail(lam, k):.1e} for {k} or more)",
-            hold=True))
+        out.append(lazy_finding("frequency_count", round(k / limit, 4), float(k), round(limit, 2),
+                                _count_detail, (k, interval, lam, limit), True))
         lam36 = SPLIT_WINDOW_S / interval
         expected = max(1.0, lam36)
         for f in feats.families:
@@ -100,11 +96,21 @@ class FrequencyScorer(BaseEstimator):
             excess = f.window_orders - lam36
             score = min(ratio / self.split_ratio, excess / self.split_min_excess)
             a = f.amount
-            out.append(Finding(
-                "split_orders", round(score, 4), round(ratio, 3), self.split_ratio,
-                f"{a.family}: {f.window_orders} orders within 36 hours (about {lam36:.1f} "
-                f"expected) total {f.window_units:,.0f} dosage units, {ratio:.1f}x what the usual "
-                f"cadence brings (median order {f.median_units:,.0f} units; limits "
-                f"{self.split_ratio:g}x and {self.split_min_excess:g} orders more than expected)",
-                hold=True, family=a.family, schedule=a.schedule))
+            out.append(lazy_finding(
+                "split_orders", round(score, 4), round(ratio, 3), self.split_ratio, _split_detail,
+                (f, lam36, ratio, self.split_ratio, self.split_min_excess), True, a.family,
+                a.schedule))
         return out
+
+
+def _count_detail(k: int, interval: float, lam: float, limit: float) -> str:
+    return (f"{k} orders within 72 hours; this registrant orders about every "
+            f"{interval / 86400:.1f} days, so about {lam:.1f} are expected (limit {limit:.1f}; "
+            f"a Poisson chance of {poisson_tail(lam, k):.1e} for {k} or more)")
+
+
+def _split_detail(f, lam36: float, ratio: float, split_ratio: float, min_excess: float) -> str:
+    return (f"{f.amount.family}: {f.window_orders} orders within 36 hours (about {lam36:.1f} "
+            f"expected) total {f.window_units:,.0f} dosage units, {ratio:.1f}x what the usual "
+            f"cadence brings (median order {f.median_units:,.0f} units; limits "
+            f"{split_ratio:g}x and {min_excess:g} orders more than expected)")

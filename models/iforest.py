@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from models.base import Finding, OrderContext
+from models.base import Finding, OrderContext, lazy_finding
 from models.features import FEATURES
 from models.forest import ExportedForest
 
@@ -80,10 +80,8 @@ class IsolationForestScorer(BaseEstimator):
         score = float(-self.forests_[name].score_samples(x)[0])
         limit = self.limits_[name]
         if score < limit:
-            detail = (f"isolation forest of peer group {name}: anomaly score {score:.3f}, "
-                      f"under the limit {limit:.3f}")
-            return [Finding("isolation_forest", round(score / limit, 4), round(score, 4),
-                            round(limit, 4), detail, hold=True)]
+            return [lazy_finding("isolation_forest", round(score / limit, 4), round(score, 4),
+                                 round(limit, 4), _under_detail, (name, score, limit), True)]
         z = (x - self.centers_[name]) / self.scales_[name]
         top = np.argsort(-np.abs(z))[:2]
         unusual = ", ".join(f"{FEATURES[i]} = {x[i]:.2f} (typical {self.centers_[name][i]:.2f})"
@@ -93,3 +91,8 @@ class IsolationForestScorer(BaseEstimator):
                   f"history); most unusual: {unusual}")
         return [Finding("isolation_forest", round(score / limit, 4), round(score, 4),
                         round(limit, 4), detail, hold=True)]
+
+
+def _under_detail(name: str, score: float, limit: float) -> str:
+    return (f"isolation forest of peer group {name}: anomaly score {score:.3f}, "
+            f"under the limit {limit:.3f}")

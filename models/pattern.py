@@ -25,7 +25,7 @@ import math
 
 from sklearn.base import BaseEstimator
 
-from models.base import Finding, OrderContext
+from models.base import Finding, OrderContext, lazy_finding
 
 __all__ = ["PatternScorer", "jensen_shannon"]
 
@@ -91,14 +91,10 @@ class PatternScorer(BaseEstimator):
             if f.n >= 3 and f.max_strength > 0:
                 ratio = a.strength_mg / f.max_strength
                 score = min(ratio / self.strength_ratio, f.ratio_grams / self.strength_grams_ratio)
-                out.append(Finding(
+                out.append(lazy_finding(
                     "pattern_strength", round(score, 4), round(ratio, 3), self.strength_ratio,
-                    f"{a.family}: {a.strength_mg:.1f} mg base per unit is {ratio:.1f}x the "
-                    f"strongest this registrant ever bought of this family "
-                    f"({f.max_strength:.1f} mg), and {f.ratio_grams:.1f}x its median order in "
-                    f"grams of base (limits {self.strength_ratio:g}x and "
-                    f"{self.strength_grams_ratio:g}x)",
-                    hold=True, family=a.family, schedule=a.schedule))
+                    _strength_detail, (f, ratio, self.strength_ratio, self.strength_grams_ratio),
+                    True, a.family, a.schedule))
         trends = sorted(f.trend for f in feats.families if f.trend != 1.0)
         if trends:
             lowmed = trends[(len(trends) - 1) // 2]
@@ -117,10 +113,12 @@ class PatternScorer(BaseEstimator):
     def _mix(self, ctx: OrderContext) -> Finding:
         recent = {a.family: a.mme for a in ctx.amounts}
         before: dict[str, float] = {}
+        day = ctx.day
         for fam, hist in ctx.profile.families.items():
-            last30 = hist.window(ctx.day, 30)[2]
+            spans = hist.spans(day)  # windows 7, 30, 90, 365 days
+            last30 = spans[1][2]
             recent[fam] = recent.get(fam, 0.0) + last30
-            before[fam] = hist.window(ctx.day, 365)[2] - last30
+            before[fam] = spans[3][2] - last30
         js = jensen_shannon(recent, before)
         top = max(recent, key=lambda k: recent[k] / (before.get(k, 0.0) + 1e-9))
         return Finding(
@@ -129,3 +127,12 @@ class PatternScorer(BaseEstimator):
             f"Jensen-Shannon {js:.2f} (limit {self.mix_threshold:g}); largest relative "
             f"increase: {top}",
             hold=True)
+
+
+def _strength_detail(f, ratio: float, strength_ratio: float, grams_ratio: float) -> str:
+    a = f.amount
+    return (f"{a.family}: {a.strength_mg:.1f} mg base per unit is {ratio:.1f}x the "
+            f"strongest this registrant ever bought of this family "
+            f"({f.max_strength:.1f} mg), and {f.ratio_grams:.1f}x its median order in "
+            f"grams of base (limits {strength_ratio:g}x and "
+            f"{grams_ratio:g}x)")

@@ -18,7 +18,7 @@ import math
 
 from sklearn.base import BaseEstimator
 
-from models.base import Finding, OrderContext
+from models.base import Finding, OrderContext, lazy_finding
 from models.features import FamilyFeatures
 from models.peers import PeerBaselines
 
@@ -66,13 +66,9 @@ class SizeScorer(BaseEstimator):
         ratio = min(f.ratio_units, f.ratio_grams)
         vs_max = max(a.units / f.max_units, a.grams / f.max_grams)
         score = min(ratio / self.min_ratio, vs_max / self.max_ratio)
-        detail = (f"{a.family}: {a.units:,.0f} dosage units / {a.grams:.2f} g base is "
-                  f"{f.ratio_units:.1f}x / {f.ratio_grams:.1f}x this registrant's median order "
-                  f"({f.median_units:,.0f} units / {f.median_grams:.2f} g) and {vs_max:.1f}x its "
-                  f"largest of the last {f.n} orders of this family (robust z {f.z_units:.1f}; "
-                  f"limits {self.min_ratio:g}x the median and {self.max_ratio:g}x the largest)")
-        return Finding("size_own", round(score, 4), round(ratio, 3), self.min_ratio, detail,
-                       hold=True, family=a.family, schedule=a.schedule)
+        return lazy_finding("size_own", round(score, 4), round(ratio, 3), self.min_ratio,
+                            _own_detail, (f, vs_max, self.min_ratio, self.max_ratio),
+                            True, a.family, a.schedule)
 
     def _peer(self, f: FamilyFeatures, group: str, cold: bool) -> Finding | None:
         peers = getattr(self, "peers_", None)
@@ -84,10 +80,22 @@ class SizeScorer(BaseEstimator):
         zg = (math.log(max(a.grams, 1e-12)) - stat[2]) / stat[3]
         z = max(zu, zg)
         limit = self.cold_z_threshold if cold else self.peer_z_threshold
-        who = "a registrant with little history" if cold else f"only {f.n} earlier orders"
-        detail = (f"{a.family}: {who}, so compared with peer group {group} "
-                  f"({int(stat[4])} peer order lines): {a.units:,.0f} units / {a.grams:.2f} g "
-                  f"base vs a peer median of {math.exp(stat[0]):,.0f} units / "
-                  f"{math.exp(stat[2]):.2f} g (robust z {z:.1f}, limit {limit:g})")
-        return Finding("size_peer", round(z / limit, 4), round(z, 3), limit, detail, hold=True,
-                       family=a.family, schedule=a.schedule)
+        return lazy_finding("size_peer", round(z / limit, 4), round(z, 3), limit, _peer_detail,
+                            (a, cold, f.n, group, stat, z, limit), True, a.family, a.schedule)
+
+
+def _own_detail(f: FamilyFeatures, vs_max: float, min_ratio: float, max_ratio: float) -> str:
+    a = f.amount
+    return (f"{a.family}: {a.units:,.0f} dosage units / {a.grams:.2f} g base is "
+            f"{f.ratio_units:.1f}x / {f.ratio_grams:.1f}x this registrant's median order "
+            f"({f.median_units:,.0f} units / {f.median_grams:.2f} g) and {vs_max:.1f}x its "
+            f"largest of the last {f.n} orders of this family (robust z {f.z_units:.1f}; "
+            f"limits {min_ratio:g}x the median and {max_ratio:g}x the largest)")
+
+
+def _peer_detail(a, cold: bool, n: int, group: str, stat, z: float, limit: float) -> str:
+    who = "a registrant with little history" if cold else f"only {n} earlier orders"
+    return (f"{a.family}: {who}, so compared with peer group {group} "
+            f"({int(stat[4])} peer order lines): {a.units:,.0f} units / {a.grams:.2f} g "
+            f"base vs a peer median of {math.exp(stat[0]):,.0f} units / "
+            f"{math.exp(stat[2]):.2f} g (robust z {z:.1f}, limit {limit:g})")
