@@ -44,6 +44,8 @@ class Policy:
 
     def factor(self, f: Finding, dea: str) -> float:
         base = self.limits.get(f.code, 1.0)
+        if not self.overrides:
+            return base
         for o in self.overrides:
             if _matches(o, f, dea):
                 base *= o.get("factor", 1.0)

@@ -29,7 +29,7 @@ and ``RECENT`` stored decisions.
 from __future__ import annotations
 
 import json
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 from typing import Any
 
@@ -52,12 +52,43 @@ def _round3(x: float) -> float:
     return x if x.__class__ is float and x.is_integer() else round(x, 3)
 
 
+_MEMO_MAX = 1 << 16
+_memo6: dict[float, float] = {}
+_memo4: dict[float, float] = {}
+
+
+def _round6(x: float) -> float:
+    """``round(x, 6)``, remembered: the same package amounts come back order after order."""
+    if x.__class__ is not float:
+        return round(x, 6)
+    r = _memo6.get(x)
+    if r is None:
+        r = round(x, 6)
+        if x > 0.0:  # 0.0 == -0.0 as keys: zeros (and NaN) are left to round()
+            if len(_memo6) >= _MEMO_MAX:
+                _memo6.clear()
+            _memo6[x] = r
+    return r
+
+
+def _round4(x: float) -> float:
+    """``round(x, 4)`` of a float, remembered like ``_round6``."""
+    r = _memo4.get(x)
+    if r is None:
+        r = round(x, 4)
+        if x > 0.0:
+            if len(_memo4) >= _MEMO_MAX:
+                _memo4.clear()
+            _memo4[x] = r
+    return r
+
+
 class FamilyHistory:
     """Daily buckets [units, grams, mme, orders] of one drug family, with rolling sums."""
 
     __slots__ = (
         "days", "first_day", "last_day", "ring", "peak", "_anchor", "_sums", "_text", "_closed",
-        "_spans", "_cols",
+        "_spans", "_cols", "_live", "_keys",
     )
 
     def __init__(self) -> None:
@@ -68,6 +99,8 @@ class FamilyHistory:
         self.last_day: int | None = None
         self._anchor: int | None = None
         self._sums: dict[int, list[float]] = {w: [0.0, 0.0, 0.0, 0.0] for w in WINDOWS}
+        self._live = tuple(self._sums.values())  # the same lists, updated in place
+        self._keys: list[int] = []  # the days of ``days``, ascending
         self._text: str | None = None  # this family's state JSON, until the next change
         self._closed: tuple[int, str] | None = None  # JSON of the first n buckets, unchanged
         self._spans: tuple[int, tuple] | None = None  # (day, spans(day)) until the next change
@@ -77,33 +110,37 @@ class FamilyHistory:
         """(units, grams, mme, orders) over the days (day - width, day]."""
         i = _SPAN_INDEX.get(width)
         if i is not None:
-            return self.spans(day)[i]
+            return tuple(self.spans(day)[i])  # type: ignore[return-value]
         return self._window(day, width)
 
-    def spans(self, day: int) -> tuple[tuple[float, float, float, float], ...]:
+    def spans(self, day: int) -> tuple:
         """``window(day, w)`` for every w in ``WINDOWS``, in that order, in one call.
 
         Kept until the next ``add``, so every scorer reading the same order's windows
-        pays once. Reading at a day on or after the rolling sums' edge moves the edge
-        there, exactly as ``window`` always did.
+        pays once; the values may be the live rolling sums, so read them before
+        changing this history. Reading at a day on or after the rolling sums' edge
+        moves the edge there, exactly as ``window`` always did.
         """
         cached = self._spans
         if cached is not None and cached[0] == day:
             return cached[1]
         if self._anchor is not None and day >= self._anchor:
             self._advance(day)
-            out = tuple(tuple(s) for s in self._sums.values())
+            out = self._live
         else:
             out = tuple(self._window(day, w) for w in WINDOWS)
         self._spans = (day, out)
         return out
 
-    def columns(self) -> tuple[list, list, list, list, int]:
-        """The ring as (times, units, sorted units, sorted grams, times out of order).
+    def columns(self) -> list:
+        """The ring as [times, units, sorted units, sorted grams, times out of order,
+        units stats, grams stats].
 
         Maintained on ``add``: medians and maxima read from the sorted columns, and
-        while the last count is 0 (times ascending, the usual case) a time window of
-        the ring is a suffix found by bisection.
+        while the out-of-order count is 0 (times ascending, the usual case) a time
+        window of the ring is a suffix found by bisection. The two stats slots are for
+        the reader to fill (``models.features``); ``add`` empties a slot when its
+        sorted column changes (not when the order that leaves the ring had the same size).
         """
         cols = self._cols
         if cols is None:
@@ -111,7 +148,8 @@ class FamilyHistory:
             times = [r[0] for r in ring]
             units = [r[1] for r in ring]
             desc = sum(1 for a, b in zip(times, times[1:], strict=False) if b < a)
-            cols = self._cols = (times, units, sorted(units), sorted(r[2] for r in ring), desc)
+            cols = self._cols = [times, units, sorted(units), sorted(r[2] for r in ring), desc,
+                                 None, None]
         return cols
 
     def _window(self, day: int, width: int) -> tuple[float, float, float, float]:
@@ -132,44 +170,54 @@ class FamilyHistory:
         # short and a value reads back exactly as it was held in memory.
         # (An integral float rounds to itself: round() is skipped for those.)
         units = _round3(units)
-        grams, mme = round(grams, 6), _round3(mme)
+        grams, mme = _round6(grams), _round3(mme)
         self._text = None
         self._spans = None
         if self._closed is not None and day in self.days and next(reversed(self.days)) != day:
             self._closed = None  # an older bucket changes (out-of-order order)
         if units > 0 and grams > 0:  # scorers take logs and ratios of ring amounts
             ring = self.ring
-            entry = [int(day * 86400 if t is None else t), units, grams]
-            ring.append(entry)
+            ts = int(day * 86400 if t is None else t)
+            ring.append([ts, units, grams])
+            old = ring.pop(0) if len(ring) > RING else None
             cols = self._cols
             if cols is not None:
-                times, runits, su, sg, desc = cols
-                if times and entry[0] < times[-1]:
-                    desc += 1
-                times.append(entry[0])
+                times, runits, su, sg = cols[0], cols[1], cols[2], cols[3]
+                if times and ts < times[-1]:
+                    cols[4] += 1
+                times.append(ts)
                 runits.append(units)
-                insort(su, units)
-                insort(sg, grams)
-            if len(ring) > RING:
-                old = ring[0]
-                del ring[0]
-                if cols is not None:
+                if old is None:
+                    insort(su, units)
+                    insort(sg, grams)
+                    cols[5] = cols[6] = None
+                else:
                     if times[1] < times[0]:
-                        desc -= 1
+                        cols[4] -= 1
                     del times[0]
                     del runits[0]
-                    del su[bisect_left(su, old[1])]
-                    del sg[bisect_left(sg, old[2])]
-            if cols is not None:
-                self._cols = (times, runits, su, sg, desc)
-            strength = round(grams * 1000.0 / units, 4)
+                    if old[1] != units:  # else the same sizes: sorted column and stats stay
+                        del su[bisect_left(su, old[1])]
+                        insort(su, units)
+                        cols[5] = None
+                    if old[2] != grams:
+                        del sg[bisect_left(sg, old[2])]
+                        insort(sg, grams)
+                        cols[6] = None
+            strength = _round4(grams * 1000.0 / units)
             if strength > self.peak:
                 self.peak = strength
-        bucket = self.days.get(day)
+        days = self.days
+        bucket = days.get(day)
         if bucket is None:
-            bucket = self.days[day] = [0.0, 0.0, 0.0, 0.0]
+            bucket = days[day] = [0.0, 0.0, 0.0, 0.0]
+            keys = self._keys
+            if not keys or day > keys[-1]:
+                keys.append(day)
+            else:
+                insort(keys, day)
         bucket[0] = _round3(bucket[0] + units)
-        bucket[1] = round(bucket[1] + grams, 6)
+        bucket[1] = _round6(bucket[1] + grams)
         bucket[2] = _round3(bucket[2] + mme)
         bucket[3] += 1.0
         if self.first_day is None or day < self.first_day:
@@ -193,23 +241,29 @@ class FamilyHistory:
         self._anchor = day
         if old is None or day == old:
             return
+        days, keys = self.days, self._keys
         for w, s in self._sums.items():
             if day - old >= w:
                 s[:] = [0.0, 0.0, 0.0, 0.0]
                 continue
-            for d in range(old - w + 1, day - w + 1):
-                b = self.days.get(d)
-                if b is not None:
-                    s[0] -= b[0]
-                    s[1] -= b[1]
-                    s[2] -= b[2]
-                    s[3] -= b[3]
+            # the buckets of days (old - w, day - w], oldest first as always: same float sums
+            i = bisect_right(keys, old - w)
+            j = bisect_right(keys, day - w, i)
+            for d in keys[i:j]:
+                b = days[d]
+                s[0] -= b[0]
+                s[1] -= b[1]
+                s[2] -= b[2]
+                s[3] -= b[3]
 
     def _expire(self) -> None:
         if self.first_day is not None and self.last_day - self.first_day >= RETENTION_DAYS:
-            cutoff = self.last_day - RETENTION_DAYS
-            for d in [d for d in self.days if d <= cutoff]:
-                del self.days[d]
+            keys = self._keys
+            n = bisect_right(keys, self.last_day - RETENTION_DAYS)
+            if n:
+                for d in keys[:n]:
+                    del self.days[d]
+                del keys[:n]
                 self._closed = self._text = None
 
     def state_json(self) -> str:
@@ -243,8 +297,9 @@ class FamilyHistory:
         """Recompute rolling sums from buckets (after loading state)."""
         self._anchor = None
         self._spans = self._cols = None
+        self._keys = sorted(self.days)
         sums = {
-            w: self.window(self.last_day, w) if self.last_day is not None else _ZERO
+            w: self._window(self.last_day, w) if self.last_day is not None else _ZERO
             for w in WINDOWS
         }
         self._anchor = self.last_day

@@ -80,22 +80,43 @@ class OrderFeatures:
     def vector(self) -> list[float]:
         """The isolation forest's input, in ``FEATURES`` order."""
         fams = self.families
-        units = sum(f.amount.units for f in fams)
-        grams = sum(f.amount.grams for f in fams)
-        expected = COUNT_WINDOW_S / self.interval if self.interval > 0 else 1.0
+        interval = self.interval
+        units = sum([f.amount.units for f in fams])
+        grams = sum([f.amount.grams for f in fams])
+        expected = COUNT_WINDOW_S / interval if interval > 0 else 1.0
+        # the maxima as max() takes them (first value, then any greater), in one pass
+        zu = zg = split = strength = trend = None
+        first = 0
+        for f in fams:
+            v = f.z_units
+            if zu is None or v > zu:
+                zu = v
+            v = f.z_grams
+            if zg is None or v > zg:
+                zg = v
+            v = _split_ratio(f, interval)
+            if split is None or v > split:
+                split = v
+            v = f.amount.strength_mg / f.max_strength if f.max_strength > 0 else 1.0
+            if strength is None or v > strength:
+                strength = v
+            v = f.trend
+            if trend is None or v > trend:
+                trend = v
+            if f.n == 0:
+                first += 1
         return [
             math.log1p(units),
             math.log1p(grams * 1000.0),
             float(len(fams)),
-            max((f.z_units for f in fams), default=0.0),
-            max((f.z_grams for f in fams), default=0.0),
-            max((_split_ratio(f, self.interval) for f in fams), default=0.0),
+            0.0 if zu is None else zu,
+            0.0 if zg is None else zg,
+            0.0 if split is None else split,
             self.count_window / max(expected, 1.0),
-            max((_strength_ratio(f) for f in fams), default=1.0),
-            max((f.trend for f in fams), default=1.0),
-            float(sum(1 for f in fams if f.n == 0 and not self.cold)),
-            (self.since_last / self.interval) if self.interval > 0 and self.since_last >= 0
-            else 1.0,
+            1.0 if strength is None else strength,
+            1.0 if trend is None else trend,
+            0.0 if self.cold else float(first),
+            (self.since_last / interval) if interval > 0 and self.since_last >= 0 else 1.0,
         ]
 
 
@@ -137,10 +158,15 @@ def _family(a: FamilyAmount, hist: FamilyHistory | None, t: float, day: int) -> 
     if hist is None or not hist.ring:
         return FamilyFeatures(a, 0, 0.0, 0.0, SIGMA_FLOOR, SIGMA_FLOOR, 0.0, 0.0, 1.0, 1.0,
                               hist.peak if hist else 0.0, 0.0, 0.0, a.units, 1, 1.0)
-    times, units, su, sg, unordered = hist.columns()  # ring amounts are > 0 (profile.add)
+    cols = hist.columns()  # ring amounts are > 0 (profile.add)
+    times, units, su, sg, unordered, stat_u, stat_g = cols
     n = len(su)
-    mu, sig_u = _robust_sorted(su)
-    mg, sig_g = _robust_sorted(sg)
+    if stat_u is None:
+        stat_u = cols[5] = _robust_sorted(su)
+    if stat_g is None:
+        stat_g = cols[6] = _robust_sorted(sg)
+    mu, sig_u = stat_u
+    mg, sig_g = stat_g
     zu = math.log(max(a.units, 1e-9) / mu) / sig_u
     zg = math.log(max(a.grams, 1e-12) / mg) / sig_g
     lo = t - SPLIT_WINDOW_S

@@ -36,7 +36,7 @@ class ExportedForest:
         self.roots = np.asarray(roots, dtype=np.int64)
         self.depth = int(depth)
         self.denom = float(denom)
-        self._children = np.stack([self.left, self.right], axis=1)
+        self._flat = np.stack([self.left, self.right], axis=1).ravel()
 
     @classmethod
     def from_sklearn(cls, model) -> ExportedForest:
@@ -83,9 +83,9 @@ class ExportedForest:
     def _score_one(self, x: np.ndarray) -> np.ndarray:
         """One row (the online case): the same walk with fewer array operations."""
         node = self.roots
-        feature, threshold, children = self.feature, self.threshold, self._children
-        for _ in range(self.depth):
-            node = children[node, (x[feature[node]] > threshold[node]).view(np.int8)]
+        feature, threshold, children = self.feature, self.threshold, self._flat
+        for _ in range(self.depth):  # children[node, right?] of the flattened (n, 2) table
+            node = children[(node << 1) | (x[feature[node]] > threshold[node])]
         depth = np.cumsum(self.value[node])[-1:]  # tree by tree, as scikit-learn adds
         if self.denom == 0:
             return -np.ones(1)

@@ -76,12 +76,14 @@ class IsolationForestScorer(BaseEstimator):
         name = group if group in forests else POOLED
         if name not in forests:
             return []
-        x = np.asarray(ctx.features.vector())
-        score = float(-self.forests_[name].score_samples(x)[0])
+        vector = ctx.features.vector()
+        # one row, as score_samples takes it (float32, as scikit-learn compares)
+        score = float(-self.forests_[name]._score_one(np.array(vector, dtype=np.float32))[0])
         limit = self.limits_[name]
         if score < limit:
             return [lazy_finding("isolation_forest", round(score / limit, 4), round(score, 4),
                                  round(limit, 4), _under_detail, (name, score, limit), True)]
+        x = np.asarray(vector)
         z = (x - self.centers_[name]) / self.scales_[name]
         top = np.argsort(-np.abs(z))[:2]
         unusual = ", ".join(f"{FEATURES[i]} = {x[i]:.2f} (typical {self.centers_[name][i]:.2f})"
