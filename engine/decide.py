@@ -65,6 +65,22 @@ def _matches(o: Mapping, f: Finding, dea: str) -> bool:
 
 
 _DEFAULT = Policy()
+_NEG_INF = float("-inf")
+_memo4: dict[float, float] = {}
+
+
+def _round4(x: float) -> float:
+    """``round(x, 4)``, remembered: most scores come back rounded already, again and again."""
+    if x.__class__ is not float:  # an int rounds to an int
+        return round(x, 4)
+    r = _memo4.get(x)
+    if r is None:
+        r = round(x, 4)
+        if x > 0.0:  # 0.0 == -0.0 as keys: zeros (and NaN) are left to round()
+            if len(_memo4) >= 1 << 16:
+                _memo4.clear()
+            _memo4[x] = r
+    return r
 
 
 def decide(
@@ -80,8 +96,8 @@ def decide(
     scores: dict[str, float] = {}
     holding, context = [], []
     for f in findings:
-        if f.score > scores.get(f.code, float("-inf")):
-            scores[f.code] = round(f.score, 4)
+        if f.score > scores.get(f.code, _NEG_INF):
+            scores[f.code] = _round4(f.score)
         if f.score >= 1.0 or f.hold:
             factor = policy.factor(f, dea) if f.hold else float("inf")
             if f.score >= factor:

@@ -242,10 +242,13 @@ class FamilyHistory:
         if old is None or day == old:
             return
         days, keys = self.days, self._keys
+        first, last = (keys[0], keys[-1]) if keys else (day + 1, day - WINDOWS[-1])
         for w, s in self._sums.items():
             if day - old >= w:
                 s[:] = [0.0, 0.0, 0.0, 0.0]
                 continue
+            if day - w < first or old - w >= last:
+                continue  # no bucket in (old - w, day - w]
             # the buckets of days (old - w, day - w], oldest first as always: same float sums
             i = bisect_right(keys, old - w)
             j = bisect_right(keys, day - w, i)
