@@ -191,6 +191,12 @@ class Pipeline:
                 "received_at": received.iso,
                 "cold_start": feats.cold,
                 "peer_group": feats.peer_group or None,
+                # evidence tying the decision to the exact signed message and signer
+                "evidence": {
+                    "raw_sha256": verified.raw_sha256,
+                    "envelope": verified.kind,
+                    "signer_serial": verified.signer_serial,
+                },
             },
         )
         profile.apply(
