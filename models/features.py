@@ -146,11 +146,26 @@ def _robust_sorted(s: list[float]) -> tuple[float, float]:
     h = n // 2
     med = s[h] if n % 2 else math.sqrt(s[h - 1] * s[h])
     inv = 1.0 / med
-    i = bisect_left(s, med)  # below: median / value; from here on: value x (1 / median)
-    spread = list(map(med.__truediv__, s[:i])) if i else []
-    spread += map(inv.__mul__, s[i:])
-    spread.sort()
-    mad = spread[h] if n % 2 else math.sqrt(spread[h - 1] * spread[h])
+    # Spreads: value x (1 / median) from ``up`` on (ascending), median / value below it
+    # (ascending downwards). Their h + 1 smallest, merged outwards from the median, give
+    # the middle of all of them without building and sorting the list.
+    up = bisect_left(s, med)
+    lo = up - 1
+    below = med / s[lo] if lo >= 0 else math.inf
+    above = s[up] * inv if up < n else math.inf
+    prev = mad = 0.0
+    for _ in range(h + 1):
+        prev = mad
+        if above <= below:
+            mad = above
+            up += 1
+            above = s[up] * inv if up < n else math.inf
+        else:
+            mad = below
+            lo -= 1
+            below = med / s[lo] if lo >= 0 else math.inf
+    if not n % 2:
+        mad = math.sqrt(prev * mad)
     return med, max(1.4826 * math.log(mad), SIGMA_FLOOR)
 
 
