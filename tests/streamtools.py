@@ -35,11 +35,15 @@ def stop_worker(proc: subprocess.Popen, timeout: float = 30) -> None:
             proc.wait(10)
 
 
-async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+async def produce(bootstrap: str, topic: str, messages: list[tuple]) -> None:
+    """Publish (key, value) or (key, value, partition) tuples, in order."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
     try:
-        futures = [await producer.send(topic, value, key=key) for key, value in messages]
+        futures = [
+            await producer.send(topic, m[1], key=m[0], partition=m[2] if len(m) > 2 else None)
+            for m in messages
+        ]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
