@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connectors.catalog import Catalog
+from connectors.fastinit import builder
 from connectors.orders import Order
 from engine.records import Rejected, RejectReason
 
@@ -55,23 +56,18 @@ def enrich(order: Order, catalog: Catalog) -> tuple[FamilyAmount, ...]:
         entry[3] += mg / 1000.0
         entry[4] += mg * product.mme_factor
         entry[5].append(line.ndc)
-    return tuple(
-        FamilyAmount(
-            family=family,
-            schedule=e[0],
-            narcotic=e[1],
-            units=e[2],
-            grams=e[3],
-            mme=e[4],
-            strength_mg=(e[3] * 1000.0 / e[2]) if e[2] else 0.0,
-            ndcs=tuple(e[5]),
-        )
+    return tuple([
+        _amount(family, e[0], e[1], e[2], e[3], e[4], (e[3] * 1000.0 / e[2]) if e[2] else 0.0,
+                tuple(e[5]))
         for family, e in sorted(acc.items())
-    )
+    ])
 
 
+_amount = builder(FamilyAmount)  # FamilyAmount(*all fields), without __init__'s cost
 _ORDER = ("1", "2", "2N", "3", "3N", "4", "5")
+_RANKS = {s: i for i, s in enumerate(_ORDER)}
 
 
 def _rank(schedule: str) -> int:
-    return _ORDER.index(schedule)
+    rank = _RANKS.get(schedule)
+    return _ORDER.index(schedule) if rank is None else rank  # (an unknown one raises)
