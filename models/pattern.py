@@ -36,7 +36,7 @@ def jensen_shannon(p: dict[str, float], q: dict[str, float]) -> float:
     if sp <= 0 or sq <= 0:
         return 0.0
     js = 0.0
-    for k in p.keys() | q.keys():
+    for k in sorted(p.keys() | q.keys()):  # a fixed order: same bits in every process
         a, b = p.get(k, 0.0) / sp, q.get(k, 0.0) / sq
         m = (a + b) / 2
         if a > 0:
