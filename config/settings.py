@@ -64,7 +64,8 @@ class CatalogSettings(_Frozen):
 
 FINDING_CODES = (
     "size_own", "size_peer", "frequency_count", "split_orders", "pattern_new_family",
-    "pattern_strength", "pattern_ramp", "pattern_mix", "isolation_forest", "formula_baseline",
+    "pattern_strength", "pattern_ramp", "pattern_volume", "pattern_mix", "isolation_forest",
+    "formula_baseline",
 )
 
 
@@ -104,8 +105,10 @@ class ScoringSettings(_Frozen):
     split_ratio: float = Field(3.0, gt=1)
     strength_ratio: float = Field(1.8, gt=1)
     strength_grams_ratio: float = Field(3.0, gt=1)
-    ramp_ratio: float = Field(2.1, gt=1)
-    ramp_single_ratio: float = Field(2.8, gt=1)
+    ramp_ratio: float = Field(1.8, gt=1)
+    ramp_single_ratio: float = Field(2.3, gt=1)
+    volume_ratio: float = Field(4.5, gt=1)
+    volume_single_ratio: float = Field(6.0, gt=1)
     mix_threshold: float = Field(0.5, gt=0, le=1)
     iforest_quantile: float = Field(0.999, gt=0.5, lt=1)
     limits: dict[str, float] = {}

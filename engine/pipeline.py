@@ -261,6 +261,8 @@ def build_scorers(settings: Settings, models=None) -> list:
             strength_ratio=sc.strength_ratio,
             ramp_ratio=sc.ramp_ratio,
             ramp_single_ratio=sc.ramp_single_ratio,
+            volume_ratio=sc.volume_ratio,
+            volume_single_ratio=sc.volume_single_ratio,
             strength_grams_ratio=sc.strength_grams_ratio,
             mix_threshold=sc.mix_threshold,
         ),

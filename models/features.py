@@ -35,6 +35,9 @@ COUNT_WINDOW_S = 72 * 3600.0
 COLD_DAYS = 28
 COLD_ORDERS = 4
 TREND_MIN_PRIOR_DAYS = 30
+RAMP_WINDOW_S = 30 * 86400.0
+RAMP_MIN_RECENT = 2  # orders of the family in the last 30 days, this one included
+RAMP_MIN_EARLIER = 3  # ... and earlier orders in the ring to compare with
 FEATURES = (
     "log_units", "log_grams", "families", "max_z_units", "max_z_grams", "max_split_ratio",
     "count_ratio", "max_strength_ratio", "max_trend", "first_purchases", "gap_ratio",
@@ -61,6 +64,7 @@ class FamilyFeatures:
     window_units: float  # this order plus prior orders inside SPLIT_WINDOW_S
     window_orders: int
     trend: float  # daily rate over the last 30 days (this order included) / the year before
+    size_trend: float = 0.0  # median order of the last 30 days (with this one) / before; 0: unknown
 
 
 @dataclass(slots=True)
@@ -197,6 +201,7 @@ def _family(a: FamilyAmount, hist: FamilyHistory | None, t: float, day: int) -> 
                 w_units += units[i]
                 w_orders += 1
     trend = 1.0
+    size_trend = _size_trend(times, units, unordered, t, a.units)
     span = min(day - hist.first_day, 365) - 30
     if span >= TREND_MIN_PRIOR_DAYS:
         spans = hist.spans(day)
@@ -205,7 +210,29 @@ def _family(a: FamilyAmount, hist: FamilyHistory | None, t: float, day: int) -> 
         if prior > 0:
             trend = ((last30 + a.units) / 30.0) / (prior / span)
     return FamilyFeatures(a, n, mu, mg, sig_u, sig_g, zu, zg, a.units / mu, a.grams / mg,
-                          hist.peak, su[-1], sg[-1], w_units, w_orders, trend)
+                          hist.peak, su[-1], sg[-1], w_units, w_orders, trend, size_trend)
+
+
+def _size_trend(
+    times: list[float], units: list[float], unordered: int, t: float, now: float
+) -> float:
+    """Median order (units) of the last 30 days, this one included, over the earlier ones.
+
+    A ramp raises every order a little; a burst of normal orders or one spike moves
+    neither median, so this tells a ramp from the steps other scorers already judge.
+    0.0 (unknown) when either side has too few orders (``RAMP_MIN_RECENT``,
+    ``RAMP_MIN_EARLIER``); an exact 1.0 is common (whole packages) and is a real value.
+    """
+    lo = t - RAMP_WINDOW_S
+    if not unordered:
+        i = bisect_right(times, lo)
+        earlier, recent = units[:i], units[i:]
+    else:
+        earlier = [u for ts, u in zip(times, units, strict=True) if ts <= lo]
+        recent = [u for ts, u in zip(times, units, strict=True) if ts > lo]
+    if len(recent) + 1 < RAMP_MIN_RECENT or len(earlier) < RAMP_MIN_EARLIER:
+        return 0.0
+    return _median([*recent, now]) / _median(earlier)
 
 
 def order_features(

@@ -5,12 +5,14 @@
 - a strength much above the strongest the registrant ever bought of the family,
   in an order that is also large in grams of base (a pharmacy adding a stronger
   tablet in normal quantities is not suspicious by itself);
-- a steady ramp: over the last 30 days (this order included) the registrant buys
-  its families at ``ramp_ratio`` times their daily rate of the year before. The
-  ramp scales every line, so the statistic is the lower median over the order's
-  families with a year-before rate (a stricter ``ramp_single_ratio`` when only
-  one has): one family's swing does not trip it, and no single order needs to be
-  over any size limit;
+- a steady ramp: the median order of a family over the last 30 days (this order
+  included) at ``ramp_ratio`` times its median order before. A ramp scales every
+  line, so the statistic is the lower median over the order's families (a stricter
+  ``ramp_single_ratio`` when only one has enough orders): one family's swing does
+  not trip it, no single order needs to be over any size limit, and a burst of
+  normal orders or one spike (steps the other scorers judge) moves no median;
+- volume: the same lower median of the last 30 days' daily rate over the year
+  before (``volume_ratio``, ``volume_single_ratio``): more orders *or* larger ones;
 - family mix: Jensen-Shannon divergence (base 2, so 0..1) between the last 30
   days' MME shares per family, this order included, and the 335 days before.
 
@@ -55,8 +57,10 @@ class PatternScorer(BaseEstimator):
         self,
         min_prior_orders: int = 6,
         strength_ratio: float = 1.8,
-        ramp_ratio: float = 2.1,
-        ramp_single_ratio: float = 2.8,
+        ramp_ratio: float = 1.8,
+        ramp_single_ratio: float = 2.3,
+        volume_ratio: float = 4.5,
+        volume_single_ratio: float = 6.0,
         strength_grams_ratio: float = 3.0,
         mix_threshold: float = 0.5,
         mix_min_history_days: int = 60,
@@ -65,6 +69,8 @@ class PatternScorer(BaseEstimator):
         self.strength_ratio = strength_ratio
         self.ramp_ratio = ramp_ratio
         self.ramp_single_ratio = ramp_single_ratio
+        self.volume_ratio = volume_ratio
+        self.volume_single_ratio = volume_single_ratio
         self.strength_grams_ratio = strength_grams_ratio
         self.mix_threshold = mix_threshold
         self.mix_min_history_days = mix_min_history_days
@@ -95,16 +101,26 @@ class PatternScorer(BaseEstimator):
                     "pattern_strength", round(score, 4), round(ratio, 3), self.strength_ratio,
                     _strength_detail, (f, ratio, self.strength_ratio, self.strength_grams_ratio),
                     True, a.family, a.schedule))
-        trends = sorted(f.trend for f in feats.families if f.trend != 1.0)
-        if trends:
-            lowmed = trends[(len(trends) - 1) // 2]
-            limit = self.ramp_ratio if len(trends) >= 2 else self.ramp_single_ratio
+        ramp = _lower_median(f.size_trend for f in feats.families if f.size_trend > 0.0)
+        if ramp is not None:
+            low, lo, hi, n = ramp
+            limit = self.ramp_ratio if n >= 2 else self.ramp_single_ratio
             out.append(Finding(
-                "pattern_ramp", round(lowmed / limit, 4), round(lowmed, 3), limit,
-                f"over the last 30 days this registrant bought {len(trends)} of this order's "
-                f"families at {trends[0]:.1f}x to {trends[-1]:.1f}x their daily rate of the "
-                f"year before (lower median {lowmed:.1f}x; limit {limit:g}x): a steady "
-                f"increase, whatever the size of each order",
+                "pattern_ramp", round(low / limit, 4), round(low, 3), limit,
+                f"over the last 30 days this registrant's median order of {n} of this "
+                f"order's families was {lo:.1f}x to {hi:.1f}x its median order before "
+                f"(lower median {low:.1f}x; limit {limit:g}x): a steady increase in order "
+                f"size, whatever the size of each order",
+                hold=True))
+        volume = _lower_median(f.trend for f in feats.families if f.trend != 1.0)
+        if volume is not None:
+            low, lo, hi, n = volume
+            limit = self.volume_ratio if n >= 2 else self.volume_single_ratio
+            out.append(Finding(
+                "pattern_volume", round(low / limit, 4), round(low, 3), limit,
+                f"over the last 30 days this registrant bought {n} of this order's "
+                f"families at {lo:.1f}x to {hi:.1f}x their daily rate of the year before "
+                f"(lower median {low:.1f}x; limit {limit:g}x)",
                 hold=True))
         if feats.history_days >= self.mix_min_history_days:
             out.append(self._mix(ctx))
@@ -127,6 +143,14 @@ class PatternScorer(BaseEstimator):
             f"Jensen-Shannon {js:.2f} (limit {self.mix_threshold:g}); largest relative "
             f"increase: {top}",
             hold=True)
+
+
+def _lower_median(ratios) -> tuple[float, float, float, int] | None:
+    """(lower median, min, max, count) of ``ratios``; None when there are none."""
+    xs = sorted(ratios)
+    if not xs:
+        return None
+    return xs[(len(xs) - 1) // 2], xs[0], xs[-1], len(xs)
 
 
 def _strength_detail(f, ratio: float, strength_ratio: float, grams_ratio: float) -> str:

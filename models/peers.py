@@ -28,6 +28,10 @@ __all__ = ["PeerBaselines", "SIZES"]
 
 SIZES = ("small", "medium", "large")
 MIN_PEER_ORDERS = 30  # fewer orders than this: fall back to the type-wide baseline
+# Floor of a peer baseline's robust sigma (log scale). Peers mostly buy whole packages
+# (one bottle of 100), so their MAD collapses and a new pharmacy's two bottles would
+# look like z = 2.8; 0.4 is about the spread of one registrant's own orders.
+PEER_SIGMA_FLOOR = 0.4
 
 
 class PeerBaselines:
@@ -96,7 +100,10 @@ class PeerBaselines:
             med = np.median(arr, axis=0)
             mad = np.median(np.abs(arr - med), axis=0) * 1.4826
             pb.stats.setdefault(group, {})[family] = [
-                float(med[0]), float(max(mad[0], 0.25)), float(med[1]), float(max(mad[1], 0.25)),
+                float(med[0]),
+                float(max(mad[0], PEER_SIGMA_FLOOR)),
+                float(med[1]),
+                float(max(mad[1], PEER_SIGMA_FLOOR)),
                 float(len(pts)),
             ]
         for letter in {g.split(":")[0] for g in pb.stats}:  # new registrants: every size

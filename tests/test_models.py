@@ -99,6 +99,27 @@ def test_steady_ramp_holds():
     assert "pattern_ramp" in codes(PatternScorer().assess(ctx))
 
 
+def test_one_spike_or_a_burst_is_not_a_ramp_but_volume_is_reported():
+    """A step (one big order, or many usual ones) moves no median order: no ramp."""
+    p = RegistrantProfile()
+    for w in range(30):
+        day = 20000 + 7 * w
+        p.apply(f"25X{w:06d}", day, "x", [("alprazolam", 500, 0.5, 0.0),
+                                          ("oxycodone", 100, 0.9, 1350)], day * DAY)
+    day = 20000 + 7 * 30
+    p.apply("25Y000001", day, "x", [("alprazolam", 4000, 4.0, 0.0),
+                                    ("oxycodone", 800, 7.2, 10800)], day * DAY)  # a spike
+    for i in range(12):  # then a burst of usual orders
+        p.apply(f"25Z{i:06d}", day + 1, "x", [("alprazolam", 500, 0.5, 0.0),
+                                              ("oxycodone", 100, 0.9, 1350)],
+                (day + 1) * DAY + 600 * i)
+    ctx = context(p, day + 3, (amount("alprazolam", 500, ALP_MG, "4"), amount("oxycodone", 100)))
+    found = {f.code: f for f in PatternScorer().assess(ctx)}
+    assert found["pattern_ramp"].score < 1.0  # the median order is still the usual one
+    assert found["pattern_volume"].score >= 1.0  # but 30 days at many times the usual rate
+    assert "daily rate of the year before" in found["pattern_volume"].detail
+
+
 def test_cold_start_is_judged_by_peers():
     size = SizeScorer().fit(peers())
     big = size.assess(context(RegistrantProfile(), 20000, (amount("oxycodone", 5000),),
