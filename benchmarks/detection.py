@@ -129,7 +129,7 @@ def evaluate(runs: list[dict]) -> dict:
     codes = defaultdict(int)
     for i, run in enumerate(runs):
         lim = run["until"].isoformat().replace("+00:00", "Z")
-        flagged = {row["purchaser_dea"] for row in run["truth"] if row["anomaly"]}
+        flagged = {row["purchaser_dea"]: row["anomaly"] for row in run["truth"] if row["anomaly"]}
         for out, row in zip(run["outcomes"], run["truth"], strict=True):
             if not isinstance(out, Decision) or row["signed_at"] < lim:
                 continue
@@ -143,7 +143,10 @@ def evaluate(runs: list[dict]) -> dict:
                     c[who][k]["orders"] += 1
                     c[who][k]["held"] += h
                 if kind == "normal" and row["purchaser_dea"] not in flagged:
+                    c[who]["clean"]["orders"] += 1
                     c[who]["clean"]["held"] += h
+                elif kind == "normal":  # a usual order of a registrant during its anomaly
+                    c[who]["during:" + flagged[row["purchaser_dea"]]]["held"] += h
                 if row["anomaly"]:
                     key = (i, row["purchaser_dea"], kind)
                     events[who][key] = events[who].get(key, False) or h
@@ -157,15 +160,22 @@ def summarise(ev: dict, who: str) -> dict:
     anomalous = allc["orders"] - normal["orders"]
     caught = allc["held"] - normal["held"]
     per_kind = {}
-    for kind in sorted(k for k in c if k not in ("all", "normal", "clean")):
+    for kind in sorted(k for k in c if k not in ("all", "normal", "clean")
+                       and not k.startswith("during:")):
         ek = [v for (_, _, k), v in events.items() if k == kind]
-        per_kind[kind] = {"orders": c[kind]["orders"], "order_recall": c[kind]["held"]
-                          / max(c[kind]["orders"], 1), "events": len(ek),
-                          "event_recall": sum(ek) / max(len(ek), 1)}
+        held, other = c[kind]["held"], c["during:" + kind]["held"]
+        per_kind[kind] = {"orders": c[kind]["orders"], "held": held,
+                          "order_recall": held / max(c[kind]["orders"], 1), "events": len(ek),
+                          "event_recall": sum(ek) / max(len(ek), 1),
+                          # of the orders held from registrants with this anomaly, the
+                          # share that carried it (the rest: their usual orders meanwhile)
+                          "precision": held / max(held + other, 1)}
     return {
         "orders": allc["orders"], "anomalous_orders": anomalous, "held": allc["held"],
         "false_holds": normal["held"],
         "false_holds_clean": c["clean"]["held"],
+        "clean_orders": c["clean"]["orders"],
+        "clean_hold_rate": c["clean"]["held"] / max(c["clean"]["orders"], 1),
         "hold_rate": allc["held"] / max(allc["orders"], 1),
         "false_hold_rate": normal["held"] / max(normal["orders"], 1),
         "precision": caught / max(allc["held"], 1),
@@ -183,11 +193,15 @@ def report(engine: dict, baseline: dict, codes: dict) -> dict:
         e, b = engine[key], baseline[key]
         fmt = "{:>22.4f}" if isinstance(e, float) else "{:>22}"
         print(f"{key:26} " + fmt.format(e) + " " + fmt.format(b))
-    print("\nper anomaly kind: orders, order recall, events, event recall (engine | baseline)")
+    print("\nper anomaly kind: orders, events; then for engine | baseline: share of the "
+          "kind's orders held (order recall), event recall, precision")
     for kind, e in engine["per_kind"].items():
         b = baseline["per_kind"][kind]
-        print(f"  {kind:26} {e['orders']:5d} {e['order_recall']:6.3f} {e['events']:4d} "
-              f"{e['event_recall']:6.3f} | {b['order_recall']:6.3f} {b['event_recall']:6.3f}")
+        print(f"  {kind:26} {e['orders']:5d} {e['events']:4d}  {e['order_recall']:6.3f} "
+              f"{e['event_recall']:6.3f} {e['precision']:6.3f} | {b['order_recall']:6.3f} "
+              f"{b['event_recall']:6.3f} {b['precision']:6.3f}")
+    print(f"  {'clean registrants':26} {engine['clean_orders']:5d}    -  "
+          f"{engine['clean_hold_rate']:6.4f}      -      - | {baseline['clean_hold_rate']:6.4f}")
     print("\nengine holds by first reason (anomalous?, code):")
     for (anom, code), n in sorted(codes.items(), key=lambda x: -x[1]):
         print(f"  {'anomalous' if anom else 'normal':9} {code:22} {n}")
@@ -196,6 +210,11 @@ def report(engine: dict, baseline: dict, codes: dict) -> dict:
         "order_recall": round(engine["order_recall"], 4),
         "hold_rate": round(engine["hold_rate"], 5),
         "false_hold_rate": round(engine["false_hold_rate"], 5),
+        # the share held if anomalous orders were 1% of them (som generate's rate over a
+        # whole feed) instead of the 2.5% they are in the evaluated window: derived, not
+        # measured; hold_rate above is the measured share
+        "hold_rate_at_1pct_anomalous": round(
+            0.01 * engine["order_recall"] + 0.99 * engine["false_hold_rate"], 5),
         "precision": round(engine["precision"], 4),
         "baseline_recall": round(baseline["event_recall"], 4),
         "baseline_order_recall": round(baseline["order_recall"], 4),
