@@ -63,9 +63,9 @@ class CatalogSettings(_Frozen):
 
 
 FINDING_CODES = (
-    "size_own", "size_peer", "frequency_count", "split_orders", "pattern_new_family",
-    "pattern_strength", "pattern_ramp", "pattern_volume", "pattern_mix", "isolation_forest",
-    "formula_baseline",
+    "size_own", "size_peer", "size_repeat_held", "frequency_count", "split_orders",
+    "pattern_new_family", "pattern_strength", "pattern_ramp", "pattern_volume", "pattern_mix",
+    "isolation_forest", "formula_baseline",
 )
 
 
@@ -99,6 +99,8 @@ class ScoringSettings(_Frozen):
     size_max_ratio: float = Field(2.25, gt=0)
     peer_z_threshold: float = Field(5.0, gt=0)
     cold_z_threshold: float = Field(2.5, gt=0)
+    repeat_hold_days: int = Field(7, ge=0, le=60)
+    repeat_hold_ratio: float = Field(0.8, gt=0)
     frequency_min_excess: float = Field(4.0, ge=0)
     frequency_min_count: int = Field(4, ge=2)
     split_min_excess: float = Field(2.0, gt=0)

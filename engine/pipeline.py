@@ -17,7 +17,7 @@ from pathlib import Path
 
 from config import Settings
 from connectors.catalog import Catalog
-from engine.decide import Policy, decide
+from engine.decide import HOLD, Policy, decide
 from engine.enrich import enrich
 from engine.profile import RegistrantProfile
 from engine.records import (
@@ -206,9 +206,20 @@ class Pipeline:
             [(a.family, a.units, a.grams, a.mme) for a in amounts],
             t,
         )
+        if verdict == HOLD:
+            self._open_cases(profile, findings, amounts, dea, day, order.order_number)
         profile.remember(order.order_number, decision.to_dict(), position, self.is_committed)
         profiles[dea] = profile  # reassign: a table writes its changelog on set, not on mutation
         return decision
+
+    def _open_cases(self, profile, findings, amounts, dea: str, day: int, number: str) -> None:
+        """Remember the size of each family held for its size (see SizeScorer's repeat)."""
+        by_family = {a.family: a for a in amounts}
+        for f in findings:
+            if f.code in CASE_CODES and f.family in by_family and f.hold:
+                if f.score >= self.policy.factor(f, dea):
+                    a = by_family.pop(f.family)
+                    profile.note_hold(a.family, day, a.units, a.grams, number, f.code)
 
     def process(
         self,
@@ -221,6 +232,13 @@ class Pipeline:
         if isinstance(verified, Rejection):
             return verified
         return self.monitor(verified, profiles, received)
+
+
+# Findings about a family's order size: a hold for one of these opens a case that
+# holds the family's repeats (SizeScorer, size_repeat_held) while it is open. A repeat
+# does not open a case of its own (the case closes when the first hold's days are up),
+# and a first purchase of a family is not a size: its next orders are its new normal.
+CASE_CODES = frozenset({"size_own", "size_peer", "pattern_strength"})
 
 
 def _rejection(exc: Rejected, raw: bytes, received: Received, digest: str = "") -> Rejection:
@@ -250,7 +268,7 @@ def build_scorers(settings: Settings, models=None) -> list:
     """The scorers named by ``[scoring]``, with trained artifacts when given."""
     sc = settings.scoring
     size = SizeScorer(sc.size_min_ratio, sc.size_max_ratio, 3, sc.peer_z_threshold,
-                      sc.cold_z_threshold)
+                      sc.cold_z_threshold, sc.repeat_hold_days, sc.repeat_hold_ratio)
     if models is not None:
         size.fit(models.peers)
     scorers = [

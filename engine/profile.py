@@ -12,8 +12,13 @@ registrant keeps its last ``TIMES`` signing times. Order sizes, cadence, split
 windows and strength changes are read from these small rings.
 
 Memory is bounded per registrant: at most ``RETENTION_DAYS`` buckets and ``RING``
-orders per family, ``TIMES`` signing times, ``MAX_SEEN`` remembered order numbers
-and ``RECENT`` stored decisions.
+orders per family, ``TIMES`` signing times, ``MAX_SEEN`` remembered order numbers,
+``RECENT`` stored decisions and ``HELD_CASES`` open size holds per family.
+
+A held order has not shipped, yet its amounts enter the history like any other (the
+engine does not see the officer's review). So that a held order cannot make its own
+repeat look normal, the profile also keeps the order's open *case* per family
+(``note_hold``): its size and reason, for ``SizeScorer``'s repeat check.
 
 >>> p = RegistrantProfile()
 >>> p.apply("25X000001", 20000, "aa", [("oxycodone", 100.0, 0.9, 1350.0)])
@@ -42,6 +47,8 @@ RECENT = 256
 SEEN_DAYS = 120  # two order-validity periods (1305.22(e): 60 days)
 RING = 24  # last orders per family kept whole (size, split, strength, ramp)
 TIMES = 32  # last signing times per registrant (cadence, bursts)
+HELD_CASES = 4  # open held-order cases kept per family (the largest recent ones)
+HELD_KEEP_DAYS = 60  # cases older than this (event time) are dropped
 _ZERO = (0.0, 0.0, 0.0, 0.0)
 _enc = json.JSONEncoder(separators=(",", ":")).encode
 _SPAN_INDEX = {w: i for i, w in enumerate(WINDOWS)}
@@ -317,7 +324,9 @@ class FamilyHistory:
 class RegistrantProfile:
     """Everything the engine remembers about one purchaser."""
 
-    __slots__ = ("families", "seen", "recent", "first_day", "last_day", "orders", "times")
+    __slots__ = (
+        "families", "seen", "recent", "first_day", "last_day", "orders", "times", "held"
+    )
 
     def __init__(self) -> None:
         self.families: dict[str, FamilyHistory] = {}
@@ -327,6 +336,8 @@ class RegistrantProfile:
         self.last_day: int | None = None
         self.orders = 0
         self.times: list[int] = []  # last TIMES signing times, epoch seconds
+        # family -> open cases [day, units, grams, order number, reason code], oldest first
+        self.held: dict[str, list[list]] = {}
 
     def history_days(self, day: int) -> int:
         """Days of own history before ``day`` (0 for a new registrant)."""
@@ -397,20 +408,35 @@ class RegistrantProfile:
         while len(self.recent) > RECENT:
             del self.recent[next(iter(self.recent))]
 
+    def note_hold(
+        self, family: str, day: int, units: float, grams: float, order_number: str, code: str
+    ) -> None:
+        """Remember a held order's size for its family (see the module docstring)."""
+        cases = [c for c in self.held.get(family, ()) if c[0] > day - HELD_KEEP_DAYS]
+        cases.append([day, _round3(float(units)), _round6(float(grams)), order_number, code])
+        self.held[family] = cases[-HELD_CASES:]
+        for fam in [f for f, cs in self.held.items() if cs[-1][0] <= day - HELD_KEEP_DAYS]:
+            del self.held[fam]
+
+    def open_cases(self, family: str, day: int, days: int) -> list[list]:
+        """Held orders of ``family`` from the last ``days`` days before ``day``."""
+        return [c for c in self.held.get(family, ()) if day - days <= c[0] <= day]
+
     def recorded(self, order_number: str) -> dict[str, Any] | None:
         """The decision recorded for a recently applied order, if still kept."""
         entry = self.recent.get(order_number)
         return entry[2] if entry else None
 
     def to_state(self) -> list:
-        """A JSON-ready list (version 2); ``from_state`` reads versions 1 and 2."""
+        """A JSON-ready list (version 3); ``from_state`` reads versions 1 to 3."""
         fams = {
             f: [h.first_day, h.last_day, [[d, *b] for d, b in h.days.items()], h.ring, h.peak]
             for f, h in self.families.items()
         }
         seen = [[k, d, s] for k, (d, s) in self.seen.items()]
         return [
-            2, self.first_day, self.last_day, self.orders, fams, seen, self.recent, self.times
+            3, self.first_day, self.last_day, self.orders, fams, seen, self.recent, self.times,
+            self.held,
         ]
 
     def dumps_state(self) -> bytes:
@@ -421,21 +447,27 @@ class RegistrantProfile:
         """
         fams = ",".join(f"{_enc(f)}:{h.state_json()}" for f, h in self.families.items())
         seen = _enc([[k, d, s] for k, (d, s) in self.seen.items()])
-        head = _enc([2, self.first_day, self.last_day, self.orders])[:-1]
+        head = _enc([3, self.first_day, self.last_day, self.orders])[:-1]
         return (
-            f"{head},{{{fams}}},{seen},{_enc(self.recent)},{_enc(self.times)}]".encode()
+            f"{head},{{{fams}}},{seen},{_enc(self.recent)},{_enc(self.times)},"
+            f"{_enc(self.held)}]".encode()
         )
 
     @classmethod
     def from_state(cls, state: list) -> RegistrantProfile:
-        if not isinstance(state, list) or not state or state[0] not in (1, 2):
+        if not isinstance(state, list) or not state or state[0] not in (1, 2, 3):
             raise ValueError("unknown profile state version")
         p = cls()
         if state[0] == 1:
             _, p.first_day, p.last_day, p.orders, fams, seen, p.recent = state
         else:
-            _, p.first_day, p.last_day, p.orders, fams, seen, p.recent, times = state
+            _, p.first_day, p.last_day, p.orders, fams, seen, p.recent, times = state[:8]
             p.times = [int(x) for x in times]
+            if state[0] >= 3:
+                p.held = {
+                    f: [[int(c[0]), float(c[1]), float(c[2]), str(c[3]), str(c[4])] for c in cs]
+                    for f, cs in state[8].items()
+                }
         for f, entry in fams.items():
             h = p.families[f] = FamilyHistory()
             h.first_day, h.last_day, buckets = entry[0], entry[1], entry[2]

@@ -7,7 +7,9 @@ not median + k MAD alone: orders come in whole packages (1, 2 or 3 packs), and
 families with two package sizes or strengths are bimodal, so the MAD collapses or
 misleads; the robust z is still computed and shown. The "largest recent order"
 term means a registrant that has legitimately bought this much before is not
-held for doing it again. With fewer than ``min_orders`` orders of a family, the
+held for doing it again. But a *held* order is not a legitimate purchase yet: an order
+at ``repeat_ratio`` of a family's order held in the last ``repeat_days`` days
+(``size_repeat_held``) is held with it. With fewer than ``min_orders`` orders of a family, the
 peer group's baseline from ``som train`` judges instead (a cold start when the
 registrant itself is new, said so in the finding).
 """
@@ -37,12 +39,16 @@ class SizeScorer(BaseEstimator):
         min_orders: int = 3,
         peer_z_threshold: float = 5.0,
         cold_z_threshold: float = 2.5,
+        repeat_days: int = 7,
+        repeat_ratio: float = 0.8,
     ) -> None:
         self.min_ratio = min_ratio
         self.max_ratio = max_ratio
         self.min_orders = min_orders
         self.peer_z_threshold = peer_z_threshold
         self.cold_z_threshold = cold_z_threshold
+        self.repeat_days = repeat_days
+        self.repeat_ratio = repeat_ratio
 
     def fit(self, X, y=None) -> SizeScorer:  # noqa: N803 - scikit-learn naming
         """Learn peer baselines from (type, cold, volume, family, units, grams) rows."""
@@ -52,6 +58,7 @@ class SizeScorer(BaseEstimator):
     def assess(self, ctx: OrderContext) -> list[Finding]:
         feats = ctx.features
         out = []
+        held = ctx.profile.held if self.repeat_days > 0 else None
         for f in feats.families:
             if f.n >= self.min_orders:
                 out.append(self._own(f))
@@ -59,7 +66,21 @@ class SizeScorer(BaseEstimator):
                 hit = self._peer(f, feats.peer_group, feats.cold)
                 if hit is not None:
                     out.append(hit)
+            if held and f.amount.family in held:
+                cases = ctx.profile.open_cases(f.amount.family, ctx.day, self.repeat_days)
+                if cases:
+                    out.append(self._repeat(f, cases))
         return out
+
+    def _repeat(self, f: FamilyFeatures, cases: list[list]) -> Finding:
+        """As large as an order of this family held in the last ``repeat_days`` days."""
+        a = f.amount
+        case = max(cases, key=lambda c: max(a.units / c[1], a.grams / c[2]))
+        ratio = max(a.units / case[1], a.grams / case[2])
+        return lazy_finding("size_repeat_held", round(ratio / self.repeat_ratio, 4),
+                            round(ratio, 3), self.repeat_ratio, _repeat_detail,
+                            (a, case, ratio, self.repeat_ratio, self.repeat_days), True,
+                            a.family, a.schedule)
 
     def _own(self, f: FamilyFeatures) -> Finding:
         a = f.amount
@@ -91,6 +112,13 @@ def _own_detail(f: FamilyFeatures, vs_max: float, min_ratio: float, max_ratio: f
             f"({f.median_units:,.0f} units / {f.median_grams:.2f} g) and {vs_max:.1f}x its "
             f"largest of the last {f.n} orders of this family (robust z {f.z_units:.1f}; "
             f"limits {min_ratio:g}x the median and {max_ratio:g}x the largest)")
+
+
+def _repeat_detail(a, case: list, ratio: float, limit: float, days: int) -> str:
+    return (f"{a.family}: {a.units:,.0f} units / {a.grams:.2f} g base is {ratio:.2f}x order "
+            f"{case[3]} held on day {case[0]} ({case[1]:,.0f} units / {case[2]:.2f} g, "
+            f"{case[4]}); a hold stays open for {days} days and an order at {limit:g}x "
+            f"its size or more joins it, so a held order never makes its repeat look normal")
 
 
 def _peer_detail(a, cold: bool, n: int, group: str, stat, z: float, limit: float) -> str:

@@ -53,6 +53,26 @@ def test_size_spike_holds_and_normal_order_does_not():
     assert not codes(normal)
 
 
+def test_a_held_size_holds_its_repeat_while_the_case_is_open():
+    """Once held, a spike is in the history; its repeat must not look normal because of it."""
+    p = weekly_profile()
+    size = SizeScorer()
+    day = LAST + 7
+    first = size.assess(context(p, day, (amount("oxycodone", 2400),)))
+    assert codes(first) == {"size_own"}
+    p.apply("25H000001", day, "h", [("oxycodone", 2400.0, 21.6, 32400.0)], day * DAY)
+    p.note_hold("oxycodone", day, 2400.0, 21.6, "25H000001", "size_own")
+    again = size.assess(context(p, day + 3, (amount("oxycodone", 2400),)))
+    assert "size_own" not in codes(again)  # the held spike is now its largest order ...
+    assert codes(again) == {"size_repeat_held"}  # ... so the open case holds the repeat
+    assert "25H000001" in next(f for f in again if f.code == "size_repeat_held").detail
+    usual = size.assess(context(p, day + 3, (amount("oxycodone", 100),)))
+    later = size.assess(context(p, day + 8, (amount("oxycodone", 2400),)))
+    off = SizeScorer(repeat_days=0).assess(context(p, day + 3, (amount("oxycodone", 2400),)))
+    assert not codes(usual) and not codes(later) and not codes(off)
+    assert RegistrantProfile.from_state(json.loads(json.dumps(p.to_state()))).held == p.held
+
+
 def test_split_orders_hold_while_each_order_is_small():
     p = weekly_profile()
     t0 = (LAST + 7) * DAY + 36000

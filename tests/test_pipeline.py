@@ -44,3 +44,27 @@ def test_redelivered_message_gets_the_same_decision_and_changes_nothing(tmp_path
     again = pipeline.process(messages[0], profiles)
     assert again.to_dict() == first.to_dict()
     assert json.dumps(profiles[dea].to_state()) == before
+
+
+def test_the_repeat_of_a_held_spike_is_held_and_says_which_order(tmp_path):
+    """The held spike enters the history, yet its repeat three days later is not released."""
+    from datetime import timedelta
+
+    from connectors.signing import sign_cms
+    from tests.support import PURCHASERS, START, order, payload
+
+    weeks = 20
+    tf = build_feed(tmp_path, weeks=weeks, bad=False)
+    pipeline = build_pipeline(load_settings(tf.config))
+    profiles = {}
+    outcomes = [pipeline.process(raw, profiles) for raw in read_feed(tf.feed)]
+    spike = next(o for o in outcomes if o.purchaser_dea == PURCHASERS[0]
+                 and o.signed_at.startswith((START + timedelta(days=7 * (weeks - 1))).date()
+                                            .isoformat()))
+    assert spike.decision == "HOLD" and spike.reasons[0].code == "size_own"
+    again = order(PURCHASERS[0], "25X900009", START + timedelta(days=7 * (weeks - 1) + 3),
+                  [("99901-0102-01", 100, 40), ("99901-1101-01", 100, 1)])
+    repeat = pipeline.process(sign_cms(payload(again), tf.identities[PURCHASERS[0]]), profiles)
+    assert repeat.decision == "HOLD"
+    assert [r.code for r in repeat.reasons][:1] == ["size_repeat_held"]
+    assert spike.order_number in repeat.reasons[0].detail

@@ -25,6 +25,8 @@ def test_dumps_state_matches_to_state_after_every_order(orders, every):
     p = RegistrantProfile()
     for i, (day, family, units) in enumerate(sorted(orders, key=lambda o: o[0] // 7)):
         p.apply(f"25X{i:06d}", 20000 + day, "d" * 16, [(family, units, units / 997, units * 1.5)])
+        if units % 7 == 0:  # now and then the order was held: its case is state too
+            p.note_hold(family, 20000 + day, units, units / 997, f"25X{i:06d}", "size_own")
         if every == 0 or i % (every + 1) == 0:
             assert p.dumps_state() == _plain(p)
     assert p.dumps_state() == _plain(p)
