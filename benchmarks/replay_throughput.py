@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from config import load_settings  # noqa: E402
 from connectors.feed import read_feed  # noqa: E402
 from engine.pipeline import Pipeline, build_pipeline  # noqa: E402
+from engine.records import RejectReason  # noqa: E402
 from engine.replay import replay  # noqa: E402
 from models.formula import FormulaBaseline  # noqa: E402
 from models.train import collect, fit_models  # noqa: E402
@@ -34,10 +35,21 @@ __all__ = ["measure"]
 def _timed(pipeline, messages: list[bytes], repeat: int) -> float:
     best = float("inf")
     for _ in range(repeat):
+        outcomes: list = []
         t0 = time.perf_counter()
-        replay(pipeline, messages, profiles={})
+        replay(pipeline, messages, profiles={}, on_outcome=outcomes.append)
         best = min(best, time.perf_counter() - t0)
+        _check(outcomes)
     return len(messages) / best
+
+
+def _check(outcomes: list) -> None:
+    """A broken core is fast: refuse to time one that rejected orders as internal errors."""
+    broken = [o for o in outcomes if getattr(o, "reason", None) == RejectReason.INTERNAL_ERROR]
+    if broken:
+        raise SystemExit(f"replay_throughput: {len(broken)} of {len(outcomes)} orders were "
+                         f"rejected as internal_error ({broken[0].detail}); not timing a "
+                         "broken core")
 
 
 def measure(folder: Path, repeat: int = 2) -> dict:

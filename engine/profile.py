@@ -141,13 +141,14 @@ class FamilyHistory:
 
     def columns(self) -> list:
         """The ring as [times, units, sorted units, sorted grams, times out of order,
-        units stats, grams stats].
+        units stats, grams stats, earlier-orders median].
 
         Maintained on ``add``: medians and maxima read from the sorted columns, and
         while the out-of-order count is 0 (times ascending, the usual case) a time
-        window of the ring is a suffix found by bisection. The two stats slots are for
-        the reader to fill (``models.features``); ``add`` empties a slot when its
-        sorted column changes (not when the order that leaves the ring had the same size).
+        window of the ring is a suffix found by bisection. The three last slots are for
+        the reader to fill (``models.features``); ``add`` empties a stats slot when its
+        sorted column changes (not when the order that leaves the ring had the same size),
+        and the last one on every change.
         """
         cols = self._cols
         if cols is None:
@@ -156,7 +157,7 @@ class FamilyHistory:
             units = [r[1] for r in ring]
             desc = sum(1 for a, b in zip(times, times[1:], strict=False) if b < a)
             cols = self._cols = [times, units, sorted(units), sorted(r[2] for r in ring), desc,
-                                 None, None]
+                                 None, None, None]
         return cols
 
     def _window(self, day: int, width: int) -> tuple[float, float, float, float]:
@@ -190,6 +191,7 @@ class FamilyHistory:
             cols = self._cols
             if cols is not None:
                 times, runits, su, sg = cols[0], cols[1], cols[2], cols[3]
+                cols[7] = None
                 if times and ts < times[-1]:
                     cols[4] += 1
                 times.append(ts)

@@ -178,7 +178,7 @@ def _family(a: FamilyAmount, hist: FamilyHistory | None, t: float, day: int) -> 
         return FamilyFeatures(a, 0, 0.0, 0.0, SIGMA_FLOOR, SIGMA_FLOOR, 0.0, 0.0, 1.0, 1.0,
                               hist.peak if hist else 0.0, 0.0, 0.0, a.units, 1, 1.0)
     cols = hist.columns()  # ring amounts are > 0 (profile.add)
-    times, units, su, sg, unordered, stat_u, stat_g = cols
+    times, units, su, sg, unordered, stat_u, stat_g, _ = cols
     n = len(su)
     if stat_u is None:
         stat_u = cols[5] = _robust_sorted(su)
@@ -201,7 +201,7 @@ def _family(a: FamilyAmount, hist: FamilyHistory | None, t: float, day: int) -> 
                 w_units += units[i]
                 w_orders += 1
     trend = 1.0
-    size_trend = _size_trend(times, units, unordered, t, a.units)
+    size_trend = _size_trend(cols, t, a.units)
     span = min(day - hist.first_day, 365) - 30
     if span >= TREND_MIN_PRIOR_DAYS:
         spans = hist.spans(day)
@@ -213,23 +213,30 @@ def _family(a: FamilyAmount, hist: FamilyHistory | None, t: float, day: int) -> 
                           hist.peak, su[-1], sg[-1], w_units, w_orders, trend, size_trend)
 
 
-def _size_trend(
-    times: list[float], units: list[float], unordered: int, t: float, now: float
-) -> float:
+def _size_trend(cols: list, t: float, now: float) -> float:
     """Median order (units) of the last 30 days, this one included, over the earlier ones.
 
     A ramp raises every order a little; a burst of normal orders or one spike moves
     neither median, so this tells a ramp from the steps other scorers already judge.
     0.0 (unknown) when either side has too few orders (``RAMP_MIN_RECENT``,
     ``RAMP_MIN_EARLIER``); an exact 1.0 is common (whole packages) and is a real value.
+    The earlier median is kept in the ring columns until the ring or the split changes.
     """
+    times, units, unordered = cols[0], cols[1], cols[4]
     lo = t - RAMP_WINDOW_S
     if not unordered:
         i = bisect_right(times, lo)
-        earlier, recent = units[:i], units[i:]
-    else:
-        earlier = [u for ts, u in zip(times, units, strict=True) if ts <= lo]
-        recent = [u for ts, u in zip(times, units, strict=True) if ts > lo]
+        if i < RAMP_MIN_EARLIER or len(units) - i + 1 < RAMP_MIN_RECENT:
+            return 0.0
+        cached = cols[7]
+        if cached is not None and cached[0] == i:
+            before = cached[1]
+        else:
+            before = _median(units[:i])
+            cols[7] = (i, before)
+        return _median([*units[i:], now]) / before
+    earlier = [u for ts, u in zip(times, units, strict=True) if ts <= lo]
+    recent = [u for ts, u in zip(times, units, strict=True) if ts > lo]
     if len(recent) + 1 < RAMP_MIN_RECENT or len(earlier) < RAMP_MIN_EARLIER:
         return 0.0
     return _median([*recent, now]) / _median(earlier)
