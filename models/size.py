@@ -17,6 +17,7 @@ registrant itself is new, said so in the finding).
 from __future__ import annotations
 
 import math
+from datetime import date
 
 from sklearn.base import BaseEstimator
 
@@ -25,6 +26,8 @@ from models.features import FamilyFeatures
 from models.peers import PeerBaselines
 
 __all__ = ["SizeScorer"]
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()  # profile days are days since the epoch
 
 
 class SizeScorer(BaseEstimator):
@@ -115,8 +118,9 @@ def _own_detail(f: FamilyFeatures, vs_max: float, min_ratio: float, max_ratio: f
 
 
 def _repeat_detail(a, case: list, ratio: float, limit: float, days: int) -> str:
+    held_on = date.fromordinal(_EPOCH_ORDINAL + int(case[0])).isoformat()
     return (f"{a.family}: {a.units:,.0f} units / {a.grams:.2f} g base is {ratio:.2f}x order "
-            f"{case[3]} held on day {case[0]} ({case[1]:,.0f} units / {case[2]:.2f} g, "
+            f"{case[3]} held on {held_on} ({case[1]:,.0f} units / {case[2]:.2f} g, "
             f"{case[4]}); a hold stays open for {days} days and an order at {limit:g}x "
             f"its size or more joins it, so a held order never makes its repeat look normal")
 
