@@ -99,7 +99,7 @@ def _row(path: Path, row_no: int, row: dict[str, str]) -> Product:
     if schedule not in SCHEDULES:
         raise CatalogError(f"{where}: column schedule {schedule!r} not in {SCHEDULES}")
     try:
-        return Product(
+        product = Product(
             ndc=ndc,
             product=row["product"].strip(),
             drug_code=row["drug_code"].strip(),
@@ -111,3 +111,7 @@ def _row(path: Path, row_no: int, row: dict[str, str]) -> Product:
         )
     except ValueError as exc:
         raise CatalogError(f"{where}: {exc}") from None
+    if product.base_mg_per_unit <= 0 or product.dosage_units_per_package <= 0:
+        raise CatalogError(f"{where}: columns base_mg_per_unit and dosage_units_per_package "
+                           "must be > 0 (grams of base and dosage units are what is scored)")
+    return product

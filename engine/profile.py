@@ -47,7 +47,7 @@ RECENT = 256
 SEEN_DAYS = 120  # two order-validity periods (1305.22(e): 60 days)
 RING = 24  # last orders per family kept whole (size, split, strength, ramp)
 TIMES = 32  # last signing times per registrant (cadence, bursts)
-HELD_CASES = 4  # open held-order cases kept per family (the largest recent ones)
+HELD_CASES = 4  # held-order cases kept per family (the latest; pruned when one is noted)
 HELD_KEEP_DAYS = 60  # cases older than this (event time) are dropped
 _ZERO = (0.0, 0.0, 0.0, 0.0)
 _enc = json.JSONEncoder(separators=(",", ":")).encode
@@ -141,14 +141,13 @@ class FamilyHistory:
 
     def columns(self) -> list:
         """The ring as [times, units, sorted units, sorted grams, times out of order,
-        units stats, grams stats, earlier-orders median].
+        units stats, grams stats].
 
         Maintained on ``add``: medians and maxima read from the sorted columns, and
         while the out-of-order count is 0 (times ascending, the usual case) a time
-        window of the ring is a suffix found by bisection. The three last slots are for
-        the reader to fill (``models.features``); ``add`` empties a stats slot when its
-        sorted column changes (not when the order that leaves the ring had the same size),
-        and the last one on every change.
+        window of the ring is a suffix found by bisection. The two stats slots are for
+        the reader to fill (``models.features``); ``add`` empties a slot when its
+        sorted column changes (not when the order that leaves the ring had the same size).
         """
         cols = self._cols
         if cols is None:
@@ -157,7 +156,7 @@ class FamilyHistory:
             units = [r[1] for r in ring]
             desc = sum(1 for a, b in zip(times, times[1:], strict=False) if b < a)
             cols = self._cols = [times, units, sorted(units), sorted(r[2] for r in ring), desc,
-                                 None, None, None]
+                                 None, None]
         return cols
 
     def _window(self, day: int, width: int) -> tuple[float, float, float, float]:
@@ -191,7 +190,6 @@ class FamilyHistory:
             cols = self._cols
             if cols is not None:
                 times, runits, su, sg = cols[0], cols[1], cols[2], cols[3]
-                cols[7] = None
                 if times and ts < times[-1]:
                     cols[4] += 1
                 times.append(ts)
@@ -414,6 +412,8 @@ class RegistrantProfile:
         self, family: str, day: int, units: float, grams: float, order_number: str, code: str
     ) -> None:
         """Remember a held order's size for its family (see the module docstring)."""
+        if units <= 0 or grams <= 0:  # nothing to compare a repeat with
+            return
         cases = [c for c in self.held.get(family, ()) if c[0] > day - HELD_KEEP_DAYS]
         cases.append([day, _round3(float(units)), _round6(float(grams)), order_number, code])
         self.held[family] = cases[-HELD_CASES:]
@@ -421,8 +421,8 @@ class RegistrantProfile:
             del self.held[fam]
 
     def open_cases(self, family: str, day: int, days: int) -> list[list]:
-        """Held orders of ``family`` from the last ``days`` days before ``day``."""
-        return [c for c in self.held.get(family, ()) if day - days <= c[0] <= day]
+        """Held orders of ``family`` in the ``days`` days up to ``day``: (day - days, day]."""
+        return [c for c in self.held.get(family, ()) if day - days < c[0] <= day]
 
     def recorded(self, order_number: str) -> dict[str, Any] | None:
         """The decision recorded for a recently applied order, if still kept."""
@@ -466,6 +466,8 @@ class RegistrantProfile:
             _, p.first_day, p.last_day, p.orders, fams, seen, p.recent, times = state[:8]
             p.times = [int(x) for x in times]
             if state[0] >= 3:
+                if len(state) < 9 or not isinstance(state[8], dict):
+                    raise ValueError("profile state version 3 lacks its held cases")
                 p.held = {
                     f: [[int(c[0]), float(c[1]), float(c[2]), str(c[3]), str(c[4])] for c in cs]
                     for f, cs in state[8].items()

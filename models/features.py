@@ -36,7 +36,8 @@ COLD_DAYS = 28
 COLD_ORDERS = 4
 TREND_MIN_PRIOR_DAYS = 30
 RAMP_WINDOW_S = 30 * 86400.0
-RAMP_MIN_RECENT = 2  # orders of the family in the last 30 days, this one included
+RAMP_MIN_RECENT = 3  # orders of the family in the last 30 days, this one included: with
+# three or more, one spike among them is not the median
 RAMP_MIN_EARLIER = 3  # ... and earlier orders in the ring to compare with
 FEATURES = (
     "log_units", "log_grams", "families", "max_z_units", "max_z_grams", "max_split_ratio",
@@ -178,7 +179,7 @@ def _family(a: FamilyAmount, hist: FamilyHistory | None, t: float, day: int) -> 
         return FamilyFeatures(a, 0, 0.0, 0.0, SIGMA_FLOOR, SIGMA_FLOOR, 0.0, 0.0, 1.0, 1.0,
                               hist.peak if hist else 0.0, 0.0, 0.0, a.units, 1, 1.0)
     cols = hist.columns()  # ring amounts are > 0 (profile.add)
-    times, units, su, sg, unordered, stat_u, stat_g, _ = cols
+    times, units, su, sg, unordered, stat_u, stat_g = cols
     n = len(su)
     if stat_u is None:
         stat_u = cols[5] = _robust_sorted(su)
@@ -220,23 +221,15 @@ def _size_trend(cols: list, t: float, now: float) -> float:
     neither median, so this tells a ramp from the steps other scorers already judge.
     0.0 (unknown) when either side has too few orders (``RAMP_MIN_RECENT``,
     ``RAMP_MIN_EARLIER``); an exact 1.0 is common (whole packages) and is a real value.
-    The earlier median is kept in the ring columns until the ring or the split changes.
     """
-    times, units, unordered = cols[0], cols[1], cols[4]
+    times, units = cols[0], cols[1]
     lo = t - RAMP_WINDOW_S
-    if not unordered:
+    if not cols[4]:  # times ascending: the last 30 days are a suffix
         i = bisect_right(times, lo)
-        if i < RAMP_MIN_EARLIER or len(units) - i + 1 < RAMP_MIN_RECENT:
-            return 0.0
-        cached = cols[7]
-        if cached is not None and cached[0] == i:
-            before = cached[1]
-        else:
-            before = _median(units[:i])
-            cols[7] = (i, before)
-        return _median([*units[i:], now]) / before
-    earlier = [u for ts, u in zip(times, units, strict=True) if ts <= lo]
-    recent = [u for ts, u in zip(times, units, strict=True) if ts > lo]
+        earlier, recent = units[:i], units[i:]
+    else:
+        earlier = [u for ts, u in zip(times, units, strict=True) if ts <= lo]
+        recent = [u for ts, u in zip(times, units, strict=True) if ts > lo]
     if len(recent) + 1 < RAMP_MIN_RECENT or len(earlier) < RAMP_MIN_EARLIER:
         return 0.0
     return _median([*recent, now]) / _median(earlier)

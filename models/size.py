@@ -78,8 +78,8 @@ class SizeScorer(BaseEstimator):
     def _repeat(self, f: FamilyFeatures, cases: list[list]) -> Finding:
         """As large as an order of this family held in the last ``repeat_days`` days."""
         a = f.amount
-        case = max(cases, key=lambda c: max(a.units / c[1], a.grams / c[2]))
-        ratio = max(a.units / case[1], a.grams / case[2])
+        case = max(cases, key=lambda c: _as_large(a, c))
+        ratio = _as_large(a, case)
         return lazy_finding("size_repeat_held", round(ratio / self.repeat_ratio, 4),
                             round(ratio, 3), self.repeat_ratio, _repeat_detail,
                             (a, case, ratio, self.repeat_ratio, self.repeat_days), True,
@@ -115,6 +115,16 @@ def _own_detail(f: FamilyFeatures, vs_max: float, min_ratio: float, max_ratio: f
             f"({f.median_units:,.0f} units / {f.median_grams:.2f} g) and {vs_max:.1f}x its "
             f"largest of the last {f.n} orders of this family (robust z {f.z_units:.1f}; "
             f"limits {min_ratio:g}x the median and {max_ratio:g}x the largest)")
+
+
+def _as_large(a, case: list) -> float:
+    """How large ``a`` is against a held case, on what the case was held for.
+
+    A strength hold was about grams of base (the usual tablets in the usual count are
+    not its repeat); a size hold needs both units and grams, as ``size_own`` does.
+    """
+    grams = a.grams / case[2]
+    return grams if case[4] == "pattern_strength" else min(a.units / case[1], grams)
 
 
 def _repeat_detail(a, case: list, ratio: float, limit: float, days: int) -> str:

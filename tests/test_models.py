@@ -67,10 +67,20 @@ def test_a_held_size_holds_its_repeat_while_the_case_is_open():
     assert codes(again) == {"size_repeat_held"}  # ... so the open case holds the repeat
     assert "25H000001" in next(f for f in again if f.code == "size_repeat_held").detail
     usual = size.assess(context(p, day + 3, (amount("oxycodone", 100),)))
-    later = size.assess(context(p, day + 8, (amount("oxycodone", 2400),)))
+    later = size.assess(context(p, day + 7, (amount("oxycodone", 2400),)))  # 7 days: closed
     off = SizeScorer(repeat_days=0).assess(context(p, day + 3, (amount("oxycodone", 2400),)))
     assert not codes(usual) and not codes(later) and not codes(off)
     assert RegistrantProfile.from_state(json.loads(json.dumps(p.to_state()))).held == p.held
+
+
+def test_a_strength_hold_does_not_hold_the_usual_tablets_after_it():
+    p = weekly_profile()
+    size, day = SizeScorer(), LAST + 7
+    p.note_hold("oxycodone", day, 300.0, 300 * 26.9 / 1000, "25H000002", "pattern_strength")
+    usual = size.assess(context(p, day + 2, (amount("oxycodone", 300),)))  # usual strength
+    strong = size.assess(context(p, day + 2, (amount("oxycodone", 300, 26.9),)))
+    assert "size_repeat_held" not in codes(usual)
+    assert "size_repeat_held" in codes(strong)
 
 
 def test_split_orders_hold_while_each_order_is_small():
@@ -138,6 +148,20 @@ def test_one_spike_or_a_burst_is_not_a_ramp_but_volume_is_reported():
     assert found["pattern_ramp"].score < 1.0  # the median order is still the usual one
     assert found["pattern_volume"].score >= 1.0  # but 30 days at many times the usual rate
     assert "daily rate of the year before" in found["pattern_volume"].detail
+
+
+def test_one_spike_in_a_sparse_history_is_not_a_ramp():
+    """Every 21 days: one 3.3x order among the last 30 days' two is not their median."""
+    p = RegistrantProfile()
+    for w in range(12):
+        day = 20000 + 21 * w
+        big = 3.3 if w == 11 else 1.0
+        p.apply(f"25X{w:06d}", day, "x", [("alprazolam", 500 * big, 0.5 * big, 0.0),
+                                          ("oxycodone", 100 * big, 0.9 * big, 1350 * big)],
+                day * DAY)
+    ctx = context(p, 20000 + 21 * 11 + 20,
+                  (amount("alprazolam", 500, ALP_MG, "4"), amount("oxycodone", 100)))
+    assert "pattern_ramp" not in codes(PatternScorer().assess(ctx))
 
 
 def test_cold_start_is_judged_by_peers():

@@ -161,7 +161,7 @@ def _family(a, hist: RefHistory | None, t: float, day: int) -> FamilyFeatures:
     recent = [u for ts, u in zip(times, units, strict=True) if ts > t - 30 * 86400] + [a.units]
     earlier = [u for ts, u in zip(times, units, strict=True) if ts <= t - 30 * 86400]
     size_trend = 0.0
-    if len(recent) >= 2 and len(earlier) >= 3:
+    if len(recent) >= 3 and len(earlier) >= 3:
         size_trend = _median(recent) / _median(earlier)
     return FamilyFeatures(a, len(ring), mu, mg, su, sg, zu, zg, a.units / mu, a.grams / mg,
                           hist.peak, max(units), max(grams), w_units, w_orders, trend, size_trend)
