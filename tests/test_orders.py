@@ -109,3 +109,19 @@ def test_long_text_is_checked_but_not_remembered():
     assert order.purchaser.name == "N" * 5000 and order.lines[0].ndc == "00406-0552-01"
     assert all(len(k[2]) < 5000 for k in orders._PARTIES)
     assert all(len(k) < 600 for k in orders._NDC)
+
+
+def test_a_catalog_row_without_base_amount_is_refused_with_its_file_and_row(tmp_path):
+    import pytest
+
+    from config.settings import DEFAULT_CONFIG
+    from connectors.catalog import Catalog, CatalogError
+
+    lines = DEFAULT_CONFIG.with_name("catalog.csv").read_text().splitlines()
+    head, first = lines[0], lines[1].split(",")
+    first[6] = "0"  # base_mg_per_unit
+    bad = tmp_path / "catalog.csv"
+    bad.write_text("\n".join([head, ",".join(first), *lines[2:]]) + "\n")
+    with pytest.raises(CatalogError, match=r"catalog\.csv:2: columns base_mg_per_unit"):
+        Catalog.load(bad)
+    assert Catalog.load(DEFAULT_CONFIG.with_name("catalog.csv")).products
