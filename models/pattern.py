@@ -6,7 +6,8 @@
   in an order that is also large in grams of base (a pharmacy adding a stronger
   tablet in normal quantities is not suspicious by itself);
 - a steady ramp: the median order of a family over the last 30 days (this order
-  included) at ``ramp_ratio`` times its median order before. A ramp scales every
+  included, at least three orders) at ``ramp_ratio`` times its median order before
+  (at least three; ``models.features.RAMP_MIN_*``). A ramp scales every
   line, so the statistic is the lower median over the order's families (a stricter
   ``ramp_single_ratio`` when only one has enough orders): one family's swing does
   not trip it, no single order needs to be over any size limit, and a burst of
