@@ -108,8 +108,8 @@ class PatternScorer(BaseEstimator):
             limit = self.ramp_ratio if n >= 2 else self.ramp_single_ratio
             out.append(Finding(
                 "pattern_ramp", round(low / limit, 4), round(low, 3), limit,
-                f"over the last 30 days this registrant's median order of {n} of this "
-                f"order's families was {lo:.1f}x to {hi:.1f}x its median order before "
+                f"over the last 30 days, in {n} of this order's families, this "
+                f"registrant's median order was {lo:.1f}x to {hi:.1f}x its median order before "
                 f"(lower median {low:.1f}x; limit {limit:g}x): a steady increase in order "
                 f"size, whatever the size of each order",
                 hold=True))
