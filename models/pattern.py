@@ -102,27 +102,14 @@ class PatternScorer(BaseEstimator):
                     "pattern_strength", round(score, 4), round(ratio, 3), self.strength_ratio,
                     _strength_detail, (f, ratio, self.strength_ratio, self.strength_grams_ratio),
                     True, a.family, a.schedule))
-        ramp = _lower_median(f.size_trend for f in feats.families if f.size_trend > 0.0)
-        if ramp is not None:
-            low, lo, hi, n = ramp
-            limit = self.ramp_ratio if n >= 2 else self.ramp_single_ratio
-            out.append(Finding(
-                "pattern_ramp", round(low / limit, 4), round(low, 3), limit,
-                f"over the last 30 days, in {n} of this order's families, this "
-                f"registrant's median order was {lo:.1f}x to {hi:.1f}x its median order before "
-                f"(lower median {low:.1f}x; limit {limit:g}x): a steady increase in order "
-                f"size, whatever the size of each order",
-                hold=True))
-        volume = _lower_median(f.trend for f in feats.families if f.trend != 1.0)
-        if volume is not None:
-            low, lo, hi, n = volume
-            limit = self.volume_ratio if n >= 2 else self.volume_single_ratio
-            out.append(Finding(
-                "pattern_volume", round(low / limit, 4), round(low, 3), limit,
-                f"over the last 30 days this registrant bought {n} of this order's "
-                f"families at {lo:.1f}x to {hi:.1f}x their daily rate of the year before "
-                f"(lower median {low:.1f}x; limit {limit:g}x)",
-                hold=True))
+        ramps = [f.size_trend for f in feats.families if f.size_trend > 0.0]
+        volumes = [f.trend for f in feats.families if f.trend != 1.0]
+        for code, ratios, limits, text in (
+            ("pattern_ramp", ramps, (self.ramp_ratio, self.ramp_single_ratio), _RAMP),
+            ("pattern_volume", volumes, (self.volume_ratio, self.volume_single_ratio), _VOLUME),
+        ):
+            if ratios:
+                out.append(_lower_median_finding(code, ratios, limits, text))
         if feats.history_days >= self.mix_min_history_days:
             out.append(self._mix(ctx))
         return out
@@ -146,12 +133,24 @@ class PatternScorer(BaseEstimator):
             hold=True)
 
 
-def _lower_median(ratios) -> tuple[float, float, float, int] | None:
-    """(lower median, min, max, count) of ``ratios``; None when there are none."""
+_RAMP = ("over the last 30 days, in {n} of this order's families, this registrant's "
+         "median order was {lo:.1f}x to {hi:.1f}x its median order before (lower median "
+         "{low:.1f}x; limit {limit:g}x): a steady increase in order size, whatever the "
+         "size of each order")
+_VOLUME = ("over the last 30 days this registrant bought {n} of this order's families at "
+           "{lo:.1f}x to {hi:.1f}x their daily rate of the year before (lower median "
+           "{low:.1f}x; limit {limit:g}x)")
+
+
+def _lower_median_finding(
+    code: str, ratios: list[float], limits: tuple[float, float], text: str
+) -> Finding:
+    """The lower median of per-family ratios against the limit for that many families."""
     xs = sorted(ratios)
-    if not xs:
-        return None
-    return xs[(len(xs) - 1) // 2], xs[0], xs[-1], len(xs)
+    low, n = xs[(len(xs) - 1) // 2], len(xs)
+    limit = limits[0] if n >= 2 else limits[1]
+    detail = text.format(n=n, lo=xs[0], hi=xs[-1], low=low, limit=limit)
+    return Finding(code, round(low / limit, 4), round(low, 3), limit, detail, hold=True)
 
 
 def _strength_detail(f, ratio: float, strength_ratio: float, grams_ratio: float) -> str:
