@@ -17,7 +17,7 @@ from pathlib import Path
 
 from config import Settings
 from connectors.catalog import Catalog
-from engine.decide import HOLD, Policy, decide
+from engine.decide import Policy, decide
 from engine.enrich import enrich
 from engine.profile import RegistrantProfile
 from engine.records import (
@@ -33,6 +33,7 @@ from models.base import OrderContext
 from models.features import order_features
 from models.formula import FormulaBaseline
 from models.frequency import FrequencyScorer
+from models.iforest import IsolationForestScorer
 from models.pattern import PatternScorer
 from models.size import SizeScorer
 
@@ -57,6 +58,19 @@ class Received:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A verified order scored and applied to its profile, waiting for its decision."""
+
+    verified: VerifiedOrder
+    received: Received
+    position: tuple[str, int] | None
+    ctx: OrderContext
+    parts: list  # findings per scorer, in scorer order; None where the batch fills them
+    history: int  # days of history before this order
+    profile: RegistrantProfile
 
 
 class Pipeline:
@@ -86,6 +100,9 @@ class Pipeline:
         self._judge_at_receipt = settings.verification.time_rules_at == "received"
         # set by the stream driver: is this input offset committed?
         self.is_committed: Callable[[str, int], bool] | None = None
+        # in ``monitor_batch``: (dea, order) -> (index, has a position); dea -> last index
+        self._batch_index: dict[tuple[str, str], tuple[int, bool]] = {}
+        self._batch_last: dict[str, int] = {}
 
     def verify(self, raw: bytes, received: Received) -> VerifiedOrder | Rejection:
         if self.judge_at is not None:
@@ -120,15 +137,7 @@ class Pipeline:
         try:
             return self._monitor(verified, profiles, received, position)
         except Exception as exc:
-            order = verified.order
-            return Rejection(
-                RejectReason.INTERNAL_ERROR,
-                f"internal error while scoring: {type(exc).__name__}",
-                received.iso,
-                verified.raw_sha256,
-                order.order_number,
-                order.purchaser.dea_number,
-            )
+            return _internal(verified, received, exc)
 
     def _monitor(
         self,
@@ -137,6 +146,27 @@ class Pipeline:
         received: Received,
         position: tuple[str, int] | None,
     ) -> Outcome:
+        ready = self._prepare(verified, profiles, received, position, None)
+        if not isinstance(ready, _Prepared):
+            return ready
+        return self._finish(ready, profiles)
+
+    def _prepare(
+        self,
+        verified: VerifiedOrder,
+        profiles: MutableMapping[str, RegistrantProfile],
+        received: Received,
+        position: tuple[str, int] | None,
+        forest: object | None,
+    ) -> Outcome | _Prepared | int:
+        """Everything up to the decision: dedupe, features, scorers, the profile update.
+
+        ``forest`` is the scorer whose findings the caller supplies later (a
+        micro-batch scores all its rows at once); its place in the scorers' order is
+        kept, so findings and reasons come out as in a one-order call. Returns an
+        Outcome when the order ends here, or (in a batch) the index of an earlier
+        message of the same batch that this one repeats.
+        """
         order = verified.order
         dea = order.purchaser.dea_number
         profile = profiles.get(dea)
@@ -145,9 +175,9 @@ class Pipeline:
         digest = verified.raw_sha256[:16]
         seen = profile.seen_as(order.order_number)
         if seen is not None:
-            record = profile.recorded(order.order_number)
+            record = self._recorded(profile, dea, order.order_number)
             if seen == digest and record is not None:
-                return decision_from_dict(record)  # redelivery: the same decision again
+                return record  # redelivery: the same decision again
             return Rejection(
                 RejectReason.DUPLICATE_ORDER,
                 f"order {order.order_number} was already received from this purchaser",
@@ -168,11 +198,62 @@ class Pipeline:
         ctx = OrderContext(dea, day, amounts, profile, t, feats)
         if self.on_context is not None:
             self.on_context(ctx)
-        findings = []
-        for scorer in self.scorers:
-            findings.extend(scorer.assess(ctx))
-        verdict, reasons, scores = decide(findings, self.policy, dea)
+        parts: list[list | None] = [
+            None if scorer is forest else scorer.assess(ctx) for scorer in self.scorers
+        ]
         history = profile.history_days(day)
+        profile.apply(
+            order.order_number,
+            day,
+            digest,
+            [(a.family, a.units, a.grams, a.mme) for a in amounts],
+            t,
+        )
+        for part in parts:
+            if part:
+                self._open_cases(profile, part, amounts, dea, day, order.order_number)
+        profiles[dea] = profile  # the next order of this registrant in a batch reads it
+        return _Prepared(verified, received, position, ctx, parts, history, profile)
+
+    def _recorded(
+        self, profile: RegistrantProfile, dea: str, number: str
+    ) -> Decision | int | None:
+        """The decision a redelivery gets, as one-at-a-time processing would give it.
+
+        ``remember`` keeps a decision until its offset is committed (without an offset,
+        until the registrant's next order). In a micro-batch the batch's own decisions
+        are remembered only at its end, so here they are looked up by index, and older
+        ones are dropped as the batch's earlier orders would have dropped them.
+        """
+        earlier = self._batch_index.get((dea, number))
+        if earlier is not None:  # decided earlier in this batch (its index)
+            i, has_position = earlier
+            return i if has_position or self._batch_last.get(dea) == i else None
+        entry = profile.recent.get(number)
+        if entry is None:
+            return None
+        tp, offset, record = entry
+        if dea in self._batch_last and (
+            tp is None or (self.is_committed is not None and self.is_committed(tp, offset))
+        ):
+            return None  # an earlier order of this batch would have dropped it
+        return decision_from_dict(record)
+
+    def _finish(
+        self,
+        p: _Prepared,
+        profiles: MutableMapping[str, RegistrantProfile],
+        forest_findings: list | None = None,
+    ) -> Decision:
+        """Decide, record the decision for redelivery, and hand the profile back."""
+        order, ctx, verified, received = p.verified.order, p.ctx, p.verified, p.received
+        dea, amounts, feats = ctx.purchaser_dea, ctx.amounts, ctx.features
+        if isinstance(forest_findings, Exception):
+            raise forest_findings
+        findings = []
+        for part in p.parts:
+            findings.extend(part if part is not None else (forest_findings or ()))
+        verdict, reasons, scores = decide(findings, self.policy, dea)
         decision = Decision(
             order_number=order.order_number,
             purchaser_dea=dea,
@@ -186,7 +267,7 @@ class Pipeline:
             form=order.form,
             signed_at=order.signed_at.isoformat().replace("+00:00", "Z"),
             extra={
-                "history_days": history,
+                "history_days": p.history,
                 "families": [a.family for a in amounts],
                 "received_at": received.iso,
                 "cold_start": feats.cold,
@@ -199,27 +280,95 @@ class Pipeline:
                 },
             },
         )
-        profile.apply(
-            order.order_number,
-            day,
-            digest,
-            [(a.family, a.units, a.grams, a.mme) for a in amounts],
-            t,
-        )
-        if verdict == HOLD:
-            self._open_cases(profile, findings, amounts, dea, day, order.order_number)
-        profile.remember(order.order_number, decision.to_dict(), position, self.is_committed)
+        profile = p.profile
+        profile.remember(order.order_number, decision.to_dict(), p.position, self.is_committed)
         profiles[dea] = profile  # reassign: a table writes its changelog on set, not on mutation
         return decision
 
     def _open_cases(self, profile, findings, amounts, dea: str, day: int, number: str) -> None:
-        """Remember the size of each family held for its size (see SizeScorer's repeat)."""
+        """Remember the size of each family held for its size (see SizeScorer's repeat).
+
+        A case finding that holds makes the order a HOLD whatever the other findings
+        say, so this needs no verdict (and a micro-batch has none yet here).
+        """
         by_family = {a.family: a for a in amounts}
         for f in findings:
             if f.code in CASE_CODES and f.family in by_family and f.hold:
                 if f.score >= self.policy.factor(f, dea):
                     a = by_family.pop(f.family)
                     profile.note_hold(a.family, day, a.units, a.grams, number, f.code)
+
+    def monitor_batch(
+        self,
+        items: list[tuple[VerifiedOrder, Received, tuple[str, int] | None]],
+        profiles: MutableMapping[str, RegistrantProfile],
+    ) -> list[Outcome]:
+        """``monitor`` for a micro-batch of (verified, received, position), in order.
+
+        Orders are profiled and scored one after another (each sees the profile left
+        by the one before), but the isolation forest scores the batch's rows in one
+        vectorised walk per peer group. The outcomes equal one ``monitor`` call each.
+        """
+        forest = next((s for s in self.scorers if isinstance(s, IsolationForestScorer)), None)
+        out: list = [None] * len(items)
+        ready: list[tuple[int, _Prepared]] = []
+        self._batch_index, self._batch_last = {}, {}
+        try:
+            for i, (verified, received, position) in enumerate(items):
+                try:
+                    r = self._prepare(verified, profiles, received, position, forest)
+                except Exception as exc:  # a bug rejects this message, as in ``monitor``
+                    out[i] = _internal(verified, received, exc)
+                    continue
+                if isinstance(r, _Prepared):
+                    ready.append((i, r))
+                    dea = verified.order.purchaser.dea_number
+                    self._batch_index[(dea, verified.order.order_number)] = (
+                        i, position is not None)
+                    self._batch_last[dea] = i
+                out[i] = r
+            found = self._forest_batch(forest, [p.ctx for _, p in ready])
+            for k, (i, p) in enumerate(ready):
+                try:
+                    out[i] = self._finish(p, profiles, found[k])
+                except Exception as exc:
+                    out[i] = _internal(p.verified, p.received, exc)
+        finally:
+            self._batch_index, self._batch_last = {}, {}
+        return [out[r] if isinstance(r, int) else r for r in out]
+
+    def _forest_batch(self, forest, ctxs: list[OrderContext]) -> list:
+        if forest is None:
+            return [None] * len(ctxs)
+        try:
+            return forest.assess_batch(ctxs)
+        except Exception:  # find the row that fails; the others keep their scores
+            found = []
+            for ctx in ctxs:
+                try:
+                    found.append(forest.assess(ctx))
+                except Exception as exc:
+                    found.append(exc)
+            return found
+
+    def process_batch(
+        self, raws: list[bytes], profiles: MutableMapping[str, RegistrantProfile]
+    ) -> list[Outcome]:
+        """``process`` for several messages, in order, the forest scored per micro-batch."""
+        out: list = []
+        items, slots = [], []
+        for raw in raws:
+            received = Received.now()
+            verified = self.verify(raw, received)
+            if isinstance(verified, Rejection):
+                out.append(verified)
+            else:
+                slots.append(len(out))
+                out.append(None)
+                items.append((verified, received, None))
+        for slot, outcome in zip(slots, self.monitor_batch(items, profiles), strict=True):
+            out[slot] = outcome
+        return out
 
     def process(
         self,
@@ -239,6 +388,18 @@ class Pipeline:
 # does not open a case of its own (the case closes when the first hold's days are up),
 # and a first purchase of a family is not a size: its next orders are its new normal.
 CASE_CODES = frozenset({"size_own", "size_peer", "pattern_strength"})
+
+
+def _internal(verified: VerifiedOrder, received: Received, exc: Exception) -> Rejection:
+    order = verified.order
+    return Rejection(
+        RejectReason.INTERNAL_ERROR,
+        f"internal error while scoring: {type(exc).__name__}",
+        received.iso,
+        verified.raw_sha256,
+        order.order_number,
+        order.purchaser.dea_number,
+    )
 
 
 def _rejection(exc: Rejected, raw: bytes, received: Received, digest: str = "") -> Rejection:

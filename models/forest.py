@@ -75,7 +75,7 @@ class ExportedForest:
         for _ in range(self.depth):
             go_left = X[rows, self.feature[node]] <= self.threshold[node]
             node = np.where(go_left, self.left[node], self.right[node])
-        depths = self.value[node].sum(axis=0)
+        depths = np.cumsum(self.value[node], axis=0)[-1]  # tree by tree, as scikit-learn adds
         if self.denom == 0:
             return -np.ones(X.shape[0])
         return -(2.0 ** (-depths / self.denom))

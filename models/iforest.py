@@ -2,8 +2,10 @@
 
 Trained by ``som train`` with scikit-learn on history, one forest per peer group
 (pooled ``all`` for groups with too few orders), then exported to flat arrays and
-scored by ``models.forest``'s numpy walk. The limit per group is a high quantile
-of the training orders' own anomaly scores, so "unusual" means "rarer than
+scored by ``models.forest``'s numpy walk, a micro-batch of orders at a time
+(``assess_batch``: the drivers' batches through ``Pipeline.monitor_batch``). The
+limit per group is a high quantile of the training orders' own anomaly scores, so
+"unusual" means "rarer than
 ``1 - quantile`` of this peer group's history". The detail names the features
 furthest from the group's typical order, so the hold is explainable.
 """
@@ -69,16 +71,39 @@ class IsolationForestScorer(BaseEstimator):
         return self
 
     def assess(self, ctx: OrderContext) -> list[Finding]:
+        return self.assess_batch([ctx])[0]
+
+    def assess_batch(self, ctxs: list[OrderContext]) -> list[list[Finding]]:
+        """Findings for a micro-batch of orders: one vectorised walk per peer group.
+
+        Each row's score is the one a single-order call gives, to the last bit (the
+        walk's comparisons and the tree-by-tree sum are the same).
+        """
+        out: list[list[Finding]] = [[] for _ in ctxs]
         forests = getattr(self, "forests_", None)
         if not forests:
-            return []
-        group = ctx.features.peer_group
-        name = group if group in forests else POOLED
-        if name not in forests:
-            return []
-        vector = ctx.features.vector()
-        # one row, as score_samples takes it (float32, as scikit-learn compares)
-        score = float(-self.forests_[name]._score_one(np.array(vector, dtype=np.float32))[0])
+            return out
+        by_forest: dict[str, list[int]] = {}
+        vectors = []
+        for i, ctx in enumerate(ctxs):
+            vectors.append(ctx.features.vector())
+            group = ctx.features.peer_group
+            name = group if group in forests else POOLED
+            if name in forests:
+                by_forest.setdefault(name, []).append(i)
+        for name, rows in by_forest.items():
+            forest = forests[name]
+            if len(rows) == 1:  # the online case: fewer array operations for one row
+                x = np.array(vectors[rows[0]], dtype=np.float32)
+                scores = -forest._score_one(x)
+            else:
+                scores = -forest.score_samples(np.array([vectors[i] for i in rows],
+                                                        dtype=np.float32))
+            for i, score in zip(rows, scores.tolist(), strict=True):
+                out[i] = self._findings(name, vectors[i], score)
+        return out
+
+    def _findings(self, name: str, vector: list[float], score: float) -> list[Finding]:
         limit = self.limits_[name]
         if score < limit:
             return [lazy_finding("isolation_forest", round(score / limit, 4), round(score, 4),
