@@ -383,6 +383,8 @@ class Pipeline:
         return self.monitor(verified, profiles, received)
 
 
+MICRO_BATCH = 64  # orders per ``monitor_batch`` call in the drivers
+
 # Findings about a family's order size: a hold for one of these opens a case that
 # holds the family's repeats (SizeScorer, size_repeat_held) while it is open. A repeat
 # does not open a case of its own (the case closes when the first hold's days are up),

@@ -36,7 +36,7 @@ from engine.gauges import StateGauges
 from engine.health import BrokerProbe, Readiness, app_checks, liveness, pipeline_checks
 from engine.lag import ConsumerLag
 from engine.metrics import EngineMetrics, Tally
-from engine.pipeline import Pipeline, Received, _iso, build_pipeline
+from engine.pipeline import MICRO_BATCH, Pipeline, Received, _iso, build_pipeline
 from engine.profile import RegistrantProfile
 from engine.records import Rejection, dumps
 
@@ -226,13 +226,16 @@ def create_app(
                 continue
             batch.append((verified, received, (f"{msg.topic}:{msg.partition}", msg.offset)))
             keys.append(msg.key)
-        if batch:
+        for at in range(0, len(batch), MICRO_BATCH):
+            part = batch[at : at + MICRO_BATCH]
             t1 = clock()
-            outcomes = pipeline.monitor_batch(batch, profiles)
+            outcomes = pipeline.monitor_batch(part, profiles)
             if t is not None:
-                each = (clock() - t1) / len(batch)
-                t.score.extend([each] * len(batch))
-            for (_, received, _), key, outcome in zip(batch, keys, outcomes, strict=True):
+                each = (clock() - t1) / len(part)
+                t.score.extend([each] * len(part))
+            for (_, received, _), key, outcome in zip(
+                part, keys[at : at + MICRO_BATCH], outcomes, strict=True
+            ):
                 emit(outcome, key, received, t)
         profiles.flush()
         if t is not None:
