@@ -36,7 +36,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from connectors.feed import read_feed  # noqa: E402
 from connectors.kafka_admin import ensure_topics  # noqa: E402
-from connectors.tansu import EmbeddedBroker, free_port  # noqa: E402
+from connectors.tansu import EmbeddedBroker, free_port, stop_process  # noqa: E402
 from engine.keys import purchaser_key  # noqa: E402
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -109,11 +109,7 @@ def run(work: Path, broker: EmbeddedBroker, messages: list[bytes], metrics: bool
                                              timeout=600))
         cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 30)
         log.close()
         config.unlink(missing_ok=True)
     n = len(messages)

@@ -278,13 +278,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    from connectors.tansu import stop_process
+
+    stop_process(proc, timeout)
 
 
 def scrape(port: int) -> str | None:
@@ -296,11 +292,9 @@ def scrape(port: int) -> str | None:
 
 
 def metric_total(text: str, name: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    from engine.metrics import sample_total
+
+    return sample_total(text, name)
 
 
 async def delete_topics(bootstrap: str, names: list[str]) -> None:

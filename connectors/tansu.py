@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["EmbeddedBroker", "free_port"]
+__all__ = ["EmbeddedBroker", "free_port", "stop_process"]
 
 
 def free_port() -> int:
@@ -72,13 +72,8 @@ class EmbeddedBroker:
         raise RuntimeError(f"Tansu broker did not listen on port {self.port} within {timeout}s")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc:
+            stop_process(self.proc, 5)
         self.proc = None
 
     def __enter__(self) -> EmbeddedBroker:
@@ -86,3 +81,14 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def stop_process(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM a child process (a clean stop), SIGKILL it if ``timeout`` s pass first."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from config import load_settings
 from connectors.feed import read_feed
 from connectors.kafka_admin import ensure_topics
-from connectors.tansu import EmbeddedBroker
+from connectors.tansu import EmbeddedBroker, stop_process
 from engine.keys import purchaser_key
 
 __all__ = ["run_demo"]
@@ -202,12 +201,7 @@ async def _demo(work: Path, broker: EmbeddedBroker, duration: float, web_port: i
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop_process(worker, 20)
     print("\n" + tally.line())
     print(f"holds by first reason: {dict(tally.holds)}")
     print(f"rejections by reason: {dict(tally.rejections)}")

@@ -37,7 +37,7 @@ from prometheus_client import (
 from engine.histogram import BatchHistogram
 from engine.records import RejectReason
 
-__all__ = ["EngineMetrics", "Tally", "LATENCY_BUCKETS", "STAGE_BUCKETS"]
+__all__ = ["EngineMetrics", "Tally", "LATENCY_BUCKETS", "STAGE_BUCKETS", "sample_total"]
 
 #: Receipt-to-decision latency: 1 ms to 10 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -161,3 +161,15 @@ class EngineMetrics:
             self.verify_seconds.observe_many(t.verify)
         if t.score:
             self.score_seconds.observe_many(t.score)
+
+
+def sample_total(text: str, name: str) -> float:
+    """Sum of every series of sample ``name`` in a /metrics page (tests, benchmarks)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )

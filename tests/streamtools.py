@@ -12,7 +12,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from connectors.tansu import free_port
+from connectors.tansu import free_port, stop_process
+from engine.metrics import sample_total
 
 
 def start_worker(config: Path, broker_url: str, app_id: str, log: Path, web_port: int = 0):
@@ -26,13 +27,7 @@ def start_worker(config: Path, broker_url: str, app_id: str, log: Path, web_port
 
 
 def stop_worker(proc: subprocess.Popen, timeout: float = 30) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    stop_process(proc, timeout)
 
 
 async def produce(bootstrap: str, topic: str, messages: list[tuple]) -> None:
@@ -78,12 +73,7 @@ def scrape(port: int) -> str:
         return resp.read().decode()
 
 
-def metric_value(text: str, name: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+metric_value = sample_total  # the tests' name for it
 
 
 def _toml_value(v) -> str:

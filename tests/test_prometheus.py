@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.tansu import free_port
+from connectors.tansu import free_port, stop_process
 from tests.test_metrics import REQUIRED
 from tests.test_metrics_worker import get, publish_and_wait, running_worker
 
@@ -153,11 +153,7 @@ def test_real_prometheus_scrapes_the_worker_and_counts_the_batch(tools, broker, 
             assert len(rules) == 11
             _wait(lambda: all(_rule_health(port).values()), 10, "rules evaluated", data)
         finally:
-            prom.terminate()
-            try:
-                prom.wait(10)
-            except subprocess.TimeoutExpired:
-                prom.kill()
+            stop_process(prom, 10)
             log.close()
     assert time.monotonic() - started < 60
 
