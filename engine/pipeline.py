@@ -19,7 +19,7 @@ from config import Settings
 from connectors.catalog import Catalog
 from engine.decide import Policy, decide
 from engine.enrich import enrich
-from engine.profile import RegistrantProfile
+from engine.profile import RegistrantProfile, settled
 from engine.records import (
     Decision,
     Rejected,
@@ -233,9 +233,7 @@ class Pipeline:
         if entry is None:
             return None
         tp, offset, record = entry
-        if dea in self._batch_last and (
-            tp is None or (self.is_committed is not None and self.is_committed(tp, offset))
-        ):
+        if dea in self._batch_last and settled(tp, offset, self.is_committed):
             return None  # an earlier order of this batch would have dropped it
         return decision_from_dict(record)
 
@@ -291,11 +289,13 @@ class Pipeline:
         A case finding that holds makes the order a HOLD whatever the other findings
         say, so this needs no verdict (and a micro-batch has none yet here).
         """
-        by_family = {a.family: a for a in amounts}
+        by_family = None  # built only for an order that opens a case (few do)
         for f in findings:
-            if f.code in CASE_CODES and f.family in by_family and f.hold:
-                if f.score >= self.policy.factor(f, dea):
-                    a = by_family.pop(f.family)
+            if f.code in CASE_CODES and f.hold and f.score >= self.policy.factor(f, dea):
+                if by_family is None:
+                    by_family = {a.family: a for a in amounts}
+                a = by_family.pop(f.family, None)
+                if a is not None:
                     profile.note_hold(a.family, day, a.units, a.grams, number, f.code)
 
     def monitor_batch(

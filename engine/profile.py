@@ -53,6 +53,14 @@ HELD_CASES = 4  # held-order cases kept per family (the latest; pruned when one 
 HELD_KEEP_DAYS = 60  # cases older than this (event time) are dropped
 
 
+def settled(
+    tp: str | None, offset: int, is_committed: Callable[[str, int], bool] | None
+) -> bool:
+    """A kept decision no redelivery can ask for any more: no input position (the
+    replay driver), or its offset is committed. ``remember`` drops these."""
+    return tp is None or (is_committed is not None and is_committed(tp, offset))
+
+
 class RegistrantProfile:
     """Everything the engine remembers about one purchaser."""
 
@@ -131,7 +139,7 @@ class RegistrantProfile:
         if self.recent:
             done = [
                 k for k, (tp, offset, _) in self.recent.items()
-                if tp is None or (is_committed is not None and is_committed(tp, offset))
+                if settled(tp, offset, is_committed)
             ]
             for k in done:
                 del self.recent[k]
