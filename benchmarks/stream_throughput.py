@@ -595,6 +595,10 @@ def main(argv: list[str] | None = None) -> int:
     for x in kinds:
         if x not in KINDS:
             p.error(f"unknown kind {x!r}")
+    spy = Path(sys.executable).with_name("py-spy")
+    if a.profile and not spy.is_file():
+        p.error(f"--profile needs py-spy at {spy}: install it with "
+                f"'{Path(sys.executable)} -m pip install py-spy==0.4.0' or drop --profile")
     work = cache_dir(a.seed, registrants, days, a.workdir)
     work.mkdir(parents=True, exist_ok=True)
     messages = ensure_feed(work, a.seed, registrants, days)

@@ -33,6 +33,8 @@ class KafkaSettings(_Frozen):
     decisions_topic: str = "decisions"
     rejected_topic: str = "orders.rejected"
     rekey_topic: str = "orders.rekeyed"
+    reviews_topic: str = "orders.reviews"
+    reviews_applied_topic: str = "reviews.applied"
     partitions: int = Field(4, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1)
     batch_size: int = Field(500, ge=1, le=100_000)

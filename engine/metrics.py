@@ -105,6 +105,15 @@ class EngineMetrics:
             ["decision", "reason"],
             registry=r,
         )
+        self.reviews = Counter(
+            "som_reviews",
+            "Officers' reviews read from the reviews topic, by outcome (cleared, reported, or "
+            "rejected: its reason is counted in som_orders_rejected)",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("cleared", "reported", "rejected"):
+            self.reviews.labels(outcome=outcome)
         for reason in RejectReason:  # every series exists from the start: rate() sees the 1st
             self.rejected.labels(reason=str(reason))
         self.decisions.labels(decision="RELEASE", reason="none")

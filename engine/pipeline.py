@@ -25,9 +25,11 @@ from engine.records import (
     Rejected,
     Rejection,
     RejectReason,
+    ReviewRecord,
     decision_from_dict,
     raw_sha256,
 )
+from engine.review import apply_review, parse_review
 from engine.verify import VerifiedOrder, Verifier
 from models.base import OrderContext
 from models.features import order_features
@@ -369,6 +371,36 @@ class Pipeline:
         for slot, outcome in zip(slots, self.monitor_batch(items, profiles), strict=True):
             out[slot] = outcome
         return out
+
+    def review(
+        self,
+        raw: bytes,
+        profiles: MutableMapping[str, RegistrantProfile],
+        received: Received | None = None,
+    ) -> ReviewRecord | Rejection:
+        """Apply one message of the reviews topic: exactly one ReviewRecord or Rejection.
+
+        A cleared review closes the held order's size cases, so its repeats are judged
+        like any order again (``engine.review``); the decision itself is not changed.
+        """
+        received = received or Received.now()
+        try:
+            review = parse_review(raw)
+            profile = profiles.get(review.purchaser_dea)
+            cases = apply_review(profile, review)
+        except Rejected as exc:
+            return _rejection(exc, raw, received)
+        except Exception as exc:  # a bug must not stop the stream nor drop the message
+            return Rejection(RejectReason.INTERNAL_ERROR,
+                             f"internal error while applying a review: {type(exc).__name__}",
+                             received.iso, raw_sha256(raw))
+        if cases:
+            profiles[review.purchaser_dea] = profile  # a table writes its changelog on set
+        return ReviewRecord(
+            review.order_number, review.purchaser_dea, review.outcome, review.reviewed_at,
+            review.reviewer, review.note, tuple(cases), received.iso, raw_sha256(raw),
+            self.config_version,
+        )
 
     def process(
         self,

@@ -11,10 +11,12 @@ Memory is bounded per registrant: at most ``RETENTION_DAYS`` buckets and ``RING`
 orders per family, ``TIMES`` signing times, ``MAX_SEEN`` remembered order numbers,
 ``RECENT`` stored decisions and ``HELD_CASES`` open size holds per family.
 
-A held order has not shipped, yet its amounts enter the history like any other (the
-engine does not see the officer's review). So that a held order cannot make its own
-repeat look normal, the profile also keeps the order's open *case* per family
-(``note_hold``): its size and reason, for ``SizeScorer``'s repeat check.
+A held order has not shipped, yet its amounts enter the history like any other. So
+that a held order cannot make its own repeat look normal, the profile also keeps the
+order's open *case* per family (``note_hold``): its size and reason, for
+``SizeScorer``'s repeat check, until its days are up or an officer's review clears it
+(``review_cases``, fed by ``engine.review``). A cleared case no longer holds repeats;
+a reported one stays open like an unreviewed one.
 
 >>> p = RegistrantProfile()
 >>> p.apply("25X000001", 20000, "aa", [("oxycodone", 100.0, 0.9, 1350.0)])
@@ -51,6 +53,7 @@ SEEN_DAYS = 120  # two order-validity periods (1305.22(e): 60 days)
 TIMES = 32  # last signing times per registrant (cadence, bursts)
 HELD_CASES = 4  # held-order cases kept per family (the latest; pruned when one is noted)
 HELD_KEEP_DAYS = 60  # cases older than this (event time) are dropped
+STATE_VERSION = 4  # 4: a case carries its review outcome ("" until reviewed)
 
 
 def settled(
@@ -76,7 +79,8 @@ class RegistrantProfile:
         self.last_day: int | None = None
         self.orders = 0
         self.times: list[int] = []  # last TIMES signing times, epoch seconds
-        # family -> open cases [day, units, grams, order number, reason code], oldest first
+        # family -> cases [day, units, grams, order number, reason code, review outcome],
+        # oldest first; the outcome is "" until an officer's review (engine.review)
         self.held: dict[str, list[list]] = {}
 
     def history_days(self, day: int) -> int:
@@ -155,14 +159,32 @@ class RegistrantProfile:
         if units <= 0 or grams <= 0:  # nothing to compare a repeat with
             return
         cases = [c for c in self.held.get(family, ()) if c[0] > day - HELD_KEEP_DAYS]
-        cases.append([day, _round3(float(units)), _round6(float(grams)), order_number, code])
+        cases.append([day, _round3(float(units)), _round6(float(grams)), order_number, code, ""])
         self.held[family] = cases[-HELD_CASES:]
         for fam in [f for f, cs in self.held.items() if cs[-1][0] <= day - HELD_KEEP_DAYS]:
             del self.held[fam]
 
     def open_cases(self, family: str, day: int, days: int) -> list[list]:
-        """Held orders of ``family`` in the ``days`` days up to ``day``: (day - days, day]."""
-        return [c for c in self.held.get(family, ()) if day - days < c[0] <= day]
+        """Held orders of ``family`` in the ``days`` days up to ``day``, (day - days, day],
+        that no review has cleared."""
+        return [
+            c for c in self.held.get(family, ())
+            if day - days < c[0] <= day and c[5] != "cleared"
+        ]
+
+    def review_cases(self, order_number: str, outcome: str) -> list[tuple[str, list]]:
+        """Mark every case of ``order_number`` with a review's outcome; (family, case) each.
+
+        Applying the same review again changes nothing (a redelivery is harmless); a
+        later review of the same order replaces the outcome (the last word stands).
+        """
+        touched = []
+        for family, cases in self.held.items():
+            for case in cases:
+                if case[3] == order_number:
+                    case[5] = outcome
+                    touched.append((family, case))
+        return touched
 
     def recorded(self, order_number: str) -> dict[str, Any] | None:
         """The decision recorded for a recently applied order, if still kept."""
@@ -170,14 +192,14 @@ class RegistrantProfile:
         return entry[2] if entry else None
 
     def to_state(self) -> list:
-        """A JSON-ready list (version 3); ``from_state`` reads versions 1 to 3."""
+        """A JSON-ready list (``STATE_VERSION``); ``from_state`` reads versions 1 to 4."""
         fams = {
             f: [h.first_day, h.last_day, [[d, *b] for d, b in h.days.items()], h.ring, h.peak]
             for f, h in self.families.items()
         }
         seen = [[k, d, s] for k, (d, s) in self.seen.items()]
         return [
-            3, self.first_day, self.last_day, self.orders, fams, seen, self.recent, self.times,
+            STATE_VERSION, self.first_day, self.last_day, self.orders, fams, seen, self.recent, self.times,
             self.held,
         ]
 
@@ -189,7 +211,7 @@ class RegistrantProfile:
         """
         fams = ",".join(f"{_enc(f)}:{h.state_json()}" for f, h in self.families.items())
         seen = _enc([[k, d, s] for k, (d, s) in self.seen.items()])
-        head = _enc([3, self.first_day, self.last_day, self.orders])[:-1]
+        head = _enc([STATE_VERSION, self.first_day, self.last_day, self.orders])[:-1]
         return (
             f"{head},{{{fams}}},{seen},{_enc(self.recent)},{_enc(self.times)},"
             f"{_enc(self.held)}]".encode()
@@ -197,7 +219,7 @@ class RegistrantProfile:
 
     @classmethod
     def from_state(cls, state: list) -> RegistrantProfile:
-        if not isinstance(state, list) or not state or state[0] not in (1, 2, 3):
+        if not isinstance(state, list) or not state or state[0] not in (1, 2, 3, 4):
             raise ValueError("unknown profile state version")
         p = cls()
         if state[0] == 1:
@@ -207,9 +229,10 @@ class RegistrantProfile:
             p.times = [int(x) for x in times]
             if state[0] >= 3:
                 if len(state) < 9 or not isinstance(state[8], dict):
-                    raise ValueError("profile state version 3 lacks its held cases")
+                    raise ValueError(f"profile state version {state[0]} lacks its held cases")
                 p.held = {
-                    f: [[int(c[0]), float(c[1]), float(c[2]), str(c[3]), str(c[4])] for c in cs]
+                    f: [[int(c[0]), float(c[1]), float(c[2]), str(c[3]), str(c[4]),
+                         str(c[5]) if state[0] >= 4 else ""] for c in cs]
                     for f, cs in state[8].items()
                 }
         for f, entry in fams.items():

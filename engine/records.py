@@ -1,7 +1,8 @@
-"""Output records of the engine: rejections and decisions (DESIGN.md 3.4).
+"""Output records of the engine: rejections, decisions and applied reviews (DESIGN.md 3.4).
 
-Every message on the input topic ends as exactly one of these two records, so
-their shape is a contract with outside sinks. ``RejectReason`` is the closed set
+Every message on the input topic ends as exactly one decision or rejection, and every
+message on the reviews topic as exactly one ``ReviewRecord`` or rejection, so their
+shape is a contract with outside sinks. ``RejectReason`` is the closed set
 of rejection codes; a new code is a contract change and belongs in the README.
 """
 
@@ -35,6 +36,7 @@ class RejectReason(StrEnum):
     UNKNOWN_NDC = "unknown_ndc"
     PAPER_NOT_ALLOWED = "paper_not_allowed"
     TOO_LARGE = "too_large"
+    REVIEW_UNKNOWN_ORDER = "review_unknown_order"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -141,7 +143,44 @@ class Decision:
         return out
 
 
-def dumps(record: Rejection | Decision) -> bytes:
+@dataclass(frozen=True, slots=True)
+class ReviewRecord:
+    """One record on ``reviews.applied``: an officer's review as the engine applied it.
+
+    The held decision itself is never edited (a flagged order stays immutable); this
+    record is the review's own audit line, naming the size cases it closed or confirmed.
+    Everything in it comes from the review message and the profile, so a redelivered
+    review gives the same record.
+    """
+
+    order_number: str
+    purchaser_dea: str
+    outcome: str
+    reviewed_at: str
+    reviewer: str
+    note: str
+    cases: tuple[dict[str, Any], ...]
+    received_at: str
+    raw_sha256: str
+    config_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "record": "review",
+            "order_number": self.order_number,
+            "purchaser_dea": self.purchaser_dea,
+            "outcome": self.outcome,
+            "reviewed_at": self.reviewed_at,
+            "reviewer": self.reviewer,
+            "note": self.note,
+            "cases": list(self.cases),
+            "received_at": self.received_at,
+            "raw_sha256": self.raw_sha256,
+            "config_version": self.config_version,
+        }
+
+
+def dumps(record: Rejection | Decision | ReviewRecord) -> bytes:
     """Serialise an output record as compact UTF-8 JSON."""
     return json.dumps(record.to_dict(), separators=(",", ":"), sort_keys=False).encode()
 

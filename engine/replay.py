@@ -3,6 +3,10 @@
 For backtests, the embedded demo without Kafka, and tests. Registrants'
 profiles live in a plain dict; everything else is the same core the stream
 driver runs, so the same feed gives the same decisions.
+
+Officers' reviews (``engine.review``) can be replayed with the orders: each review
+is applied just before the first order signed after its ``reviewed_at``, the order
+in which they would have met on the stream.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from engine.pipeline import MICRO_BATCH, Outcome, Pipeline
+from engine.pipeline import MICRO_BATCH, Outcome, Pipeline, Received
 from engine.profile import RegistrantProfile
-from engine.records import Decision, Rejection, dumps
+from engine.records import Decision, Rejected, Rejection, ReviewRecord, dumps
+from engine.review import parse_review
 
 __all__ = ["ReplaySummary", "replay", "BATCH"]
 
@@ -31,8 +36,12 @@ class ReplaySummary:
     rejected: int = 0
     rejections_by_reason: dict[str, int] = field(default_factory=dict)
     holds_by_reason: dict[str, int] = field(default_factory=dict)
+    reviews: int = 0  # reviews applied (a rejected review counts under ``rejected``)
 
-    def add(self, outcome: Outcome) -> None:
+    def add(self, outcome: Outcome | ReviewRecord) -> None:
+        if isinstance(outcome, ReviewRecord):
+            self.reviews += 1
+            return
         self.messages += 1
         if isinstance(outcome, Rejection):
             self.rejected += 1
@@ -54,14 +63,21 @@ def replay(
     profiles: dict[str, RegistrantProfile] | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     batch: int = BATCH,
+    reviews: Iterable[bytes] | None = None,
+    reviews_out: IO[bytes] | None = None,
 ) -> ReplaySummary:
     """Run every message through the core; write each record as one JSON line.
 
     Messages go through in micro-batches of ``batch`` (the isolation forest scores a
     batch's rows at once); outcomes are the same as one message at a time, in order.
+    ``reviews`` (messages of the reviews topic) are applied in time with the orders;
+    each gives a ReviewRecord (to ``reviews_out``) or a Rejection.
     """
     profiles = {} if profiles is None else profiles
     summary = ReplaySummary()
+    if reviews is not None:
+        return _replay_with_reviews(pipeline, messages, reviews, profiles, summary, batch,
+                                    (decisions_out, rejections_out, reviews_out, on_outcome))
     chunk: list[bytes] = []
     # A young collection every 700 allocations walks a batch's live orders again and
     # again; every 20,000 it costs far less (measured in benchmarks/README.md).
@@ -82,10 +98,55 @@ def replay(
     return summary
 
 
-def _emit(outcomes, summary, decisions_out, rejections_out, on_outcome) -> None:
+def _replay_with_reviews(pipeline, messages, reviews, profiles, summary, batch, outs):
+    """Orders verified one by one so that each review lands between the right orders."""
+    decisions_out, rejections_out, reviews_out, on_outcome = outs
+    due: list[tuple[float, int, bytes]] = []  # (reviewed_at, file position, raw)
+    for i, raw in enumerate(reviews):
+        try:
+            due.append((parse_review(raw).reviewed_ts, i, raw))
+        except Rejected:  # rejected with its reason when applied, first of all
+            due.append((float("-inf"), i, raw))
+    due.sort(reverse=True)  # pop() takes the earliest
+    pending: list = []  # verified orders or rejections, in feed order
+
+    def flush() -> None:
+        items = [p for p in pending if not isinstance(p, Rejection)]
+        decided = iter(pipeline.monitor_batch(items, profiles))
+        _emit([p if isinstance(p, Rejection) else next(decided) for p in pending],
+              summary, decisions_out, rejections_out, on_outcome, reviews_out)
+        pending.clear()
+
+    def apply_until(ts: float) -> None:
+        while due and due[-1][0] < ts:
+            if pending:
+                flush()
+            _emit([pipeline.review(due.pop()[2], profiles)], summary, decisions_out,
+                  rejections_out, on_outcome, reviews_out)
+
+    for raw in messages:
+        received = Received.now()
+        verified = pipeline.verify(raw, received)
+        if isinstance(verified, Rejection):
+            pending.append(verified)
+        else:
+            apply_until(verified.order.signed_at.timestamp())
+            pending.append((verified, received, None))
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    apply_until(float("inf"))
+    return summary
+
+
+def _emit(outcomes, summary, decisions_out, rejections_out, on_outcome, reviews_out=None):
     for outcome in outcomes:
         summary.add(outcome)
-        out = decisions_out if isinstance(outcome, Decision) else rejections_out
+        if isinstance(outcome, ReviewRecord):
+            out = reviews_out
+        else:
+            out = decisions_out if isinstance(outcome, Decision) else rejections_out
         if out is not None:
             out.write(dumps(outcome) + b"\n")
         if on_outcome is not None:

@@ -1,0 +1,135 @@
+"""An officer's review of a held order: parse it, apply it to the purchaser's profile.
+
+A HOLD starts due diligence; the compliance officer ends it by clearing the order
+(suspicion dispelled, it may ship) or reporting it to DEA (21 CFR 1301.74(b)). The
+case-management system sends that outcome on the reviews topic (``[kafka]
+reviews_topic``) as one JSON object, keyed by the purchaser's DEA number like orders::
+
+    {"order_number": "25X00A123", "purchaser_dea": "AB1234563", "outcome": "cleared",
+     "reviewed_at": "2025-06-03T14:00:00Z", "reviewer": "officer-17", "note": "..."}
+
+Why the engine needs it: a hold for size opens a case (``SizeScorer``'s
+``size_repeat_held``) so a repeat of the held order is held with it. Once the officer
+has cleared the order, its repeat is judged like any order again (the cleared order is
+in the history as the registrant's largest recent one). A reported order's case stays
+open. The held decision is never changed: the review gets its own record
+(``engine.records.ReviewRecord``). ``reviewer`` is the case system's opaque id for the
+officer, not a name; ``note`` is optional free text for the audit trail.
+
+>>> r = parse_review(b'{"order_number": "25X00A123", "purchaser_dea": "AB1234563", '
+...                  b'"outcome": "cleared", "reviewed_at": "2025-06-03T14:00:00Z", '
+...                  b'"reviewer": "officer-17"}')
+>>> r.outcome, r.reviewed_at
+('cleared', '2025-06-03T14:00:00Z')
+>>> parse_review(b'{"outcome": "shipped"}')
+Traceback (most recent call last):
+...
+engine.records.Rejected: malformed: review field 'order_number' is missing or not a non-empty string
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+
+from connectors.identifiers import dea_number_valid, order_number_valid
+from connectors.orders import parse_timestamp
+from engine.profile import SEEN_DAYS, RegistrantProfile
+from engine.records import Rejected, RejectReason
+
+__all__ = ["Review", "OUTCOMES", "parse_review", "apply_review", "MAX_REVIEW_BYTES"]
+
+OUTCOMES = ("cleared", "reported")
+MAX_REVIEW_BYTES = 16 * 1024
+MAX_REVIEWER = 64
+MAX_NOTE = 2000
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """One officer's review of one held order."""
+
+    order_number: str
+    purchaser_dea: str
+    outcome: str
+    reviewed_at: str  # ISO-8601 UTC, "Z"
+    reviewer: str
+    note: str = ""
+
+    @property
+    def reviewed_ts(self) -> float:
+        return parse_timestamp(self.reviewed_at, "reviewed_at").timestamp()
+
+
+def _bad(detail: str, data: dict | None = None) -> Rejected:
+    data = data or {}
+    number, dea = data.get("order_number"), data.get("purchaser_dea")
+    return Rejected(
+        RejectReason.MALFORMED,
+        detail,
+        order_number=number if isinstance(number, str) and order_number_valid(number) else None,
+        purchaser_dea=dea if isinstance(dea, str) and dea_number_valid(dea) else None,
+    )
+
+
+def parse_review(raw: bytes) -> Review:
+    """The review in ``raw``, or ``Rejected`` naming the field that is wrong."""
+    if len(raw) > MAX_REVIEW_BYTES:
+        raise Rejected(RejectReason.TOO_LARGE,
+                       f"review message of {len(raw)} bytes exceeds {MAX_REVIEW_BYTES}")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise _bad("review is not a JSON object") from None
+    if not isinstance(data, dict):
+        raise _bad("review is not a JSON object")
+    for key in ("order_number", "purchaser_dea", "outcome", "reviewed_at", "reviewer"):
+        if not isinstance(data.get(key), str) or not data[key].strip():
+            raise _bad(f"review field {key!r} is missing or not a non-empty string", data)
+    if data["outcome"] not in OUTCOMES:
+        raise _bad(f"review field 'outcome' must be one of {', '.join(OUTCOMES)} "
+                   f"(got {data['outcome'][:20]!r})", data)
+    if not order_number_valid(data["order_number"]):
+        raise _bad("review field 'order_number' is not a CSOS order number "
+                   "(2-digit year, X, 6 characters)", data)
+    if not dea_number_valid(data["purchaser_dea"]):
+        raise Rejected(RejectReason.BAD_DEA_CHECK_DIGIT,
+                       "review field 'purchaser_dea' is not a valid DEA number",
+                       order_number=data["order_number"])
+    try:
+        at = parse_timestamp(data["reviewed_at"], "reviewed_at")
+    except Rejected as exc:
+        raise _bad(f"review field 'reviewed_at': {exc.detail}", data) from None
+    reviewer = data["reviewer"]
+    note = data.get("note", "")
+    if len(reviewer) > MAX_REVIEWER:
+        raise _bad(f"review field 'reviewer' is longer than {MAX_REVIEWER} characters", data)
+    if not isinstance(note, str) or len(note) > MAX_NOTE:
+        raise _bad(f"review field 'note' must be text of at most {MAX_NOTE} characters", data)
+    return Review(
+        data["order_number"], data["purchaser_dea"], data["outcome"],
+        at.isoformat().replace("+00:00", "Z"), reviewer, note,
+    )
+
+
+def apply_review(profile: RegistrantProfile | None, review: Review) -> list[dict]:
+    """Apply ``review`` to the purchaser's profile; the cases it closed or confirmed.
+
+    ``Rejected`` (``review_unknown_order``) when the engine never monitored the order
+    for this purchaser (or forgot it: order identities are kept ``SEEN_DAYS``).
+    """
+    if profile is None or profile.seen_as(review.order_number) is None:
+        raise Rejected(
+            RejectReason.REVIEW_UNKNOWN_ORDER,
+            f"no order {review.order_number} from this purchaser was monitored in the "
+            f"last {SEEN_DAYS} days",
+            order_number=review.order_number,
+            purchaser_dea=review.purchaser_dea,
+        )
+    return [
+        {"family": family, "held_on": date.fromordinal(_EPOCH_ORDINAL + case[0]).isoformat(),
+         "code": case[4], "open": review.outcome != "cleared"}
+        for family, case in profile.review_cases(review.order_number, review.outcome)
+    ]

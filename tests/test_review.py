@@ -1,0 +1,153 @@
+"""Officers' reviews: a cleared hold stops holding its repeats, a reported one does not."""
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from config import load_settings
+from connectors.feed import read_feed
+from connectors.signing import sign_cms
+from engine.pipeline import build_pipeline
+from engine.profile import RegistrantProfile
+from engine.records import Decision, Rejection, RejectReason, ReviewRecord
+from engine.replay import replay
+from tests.support import PURCHASERS, START, build_feed, order, payload
+
+WEEKS = 20
+SPIKE_DAY = START + timedelta(days=7 * (WEEKS - 1))
+
+
+def review(number: str, outcome: str, at, dea: str = PURCHASERS[0], **extra) -> bytes:
+    body = {"order_number": number, "purchaser_dea": dea, "outcome": outcome,
+            "reviewed_at": at.isoformat().replace("+00:00", "Z"), "reviewer": "officer-17",
+            **extra}
+    return json.dumps(body).encode()
+
+
+@pytest.fixture(scope="module")
+def held(tmp_path_factory):
+    """The small feed through the core: its last-week spike of PURCHASERS[0] is held."""
+    tmp = tmp_path_factory.mktemp("review")
+    tf = build_feed(tmp, weeks=WEEKS, bad=False)
+    settings = load_settings(tf.config)
+    messages = list(read_feed(tf.feed))
+    outcomes = replay(build_pipeline(settings), messages).held  # sanity: something held
+    assert outcomes
+    repeat = order(PURCHASERS[0], "25X900009", SPIKE_DAY + timedelta(days=3),
+                   [("99901-0102-01", 100, 40), ("99901-1101-01", 100, 1)])
+    return tf, settings, messages, sign_cms(payload(repeat), tf.identities[PURCHASERS[0]])
+
+
+def _run(held, reviews_between=()):
+    tf, settings, messages, repeat = held
+    pipeline = build_pipeline(settings)
+    profiles: dict = {}
+    outcomes = [pipeline.process(raw, profiles) for raw in messages]
+    spike = next(o for o in outcomes if o.purchaser_dea == PURCHASERS[0]
+                 and o.signed_at.startswith(SPIKE_DAY.date().isoformat()))
+    assert spike.decision == "HOLD" and spike.reasons[0].code == "size_own"
+    records = [pipeline.review(r(spike.order_number), profiles) for r in reviews_between]
+    return spike, records, pipeline.process(repeat, profiles), profiles, pipeline
+
+
+def test_a_cleared_hold_no_longer_holds_its_repeat(held):
+    spike, records, repeat, profiles, _ = _run(held, [
+        lambda n: review(n, "cleared", SPIKE_DAY + timedelta(days=1))])
+    (record,) = records
+    assert isinstance(record, ReviewRecord), record
+    assert record.outcome == "cleared" and record.order_number == spike.order_number
+    assert record.cases and {c["code"] for c in record.cases} == {"size_own"}
+    assert not any(c["open"] for c in record.cases)
+    assert isinstance(repeat, Decision)
+    assert "size_repeat_held" not in [r.code for r in repeat.reasons]
+    assert repeat.decision == "RELEASE", repeat.to_dict()  # the cleared spike is its normal
+
+
+def test_a_reported_hold_keeps_holding_its_repeat(held):
+    spike, (record,), repeat, _, _ = _run(held, [
+        lambda n: review(n, "reported", SPIKE_DAY + timedelta(days=1))])
+    assert isinstance(record, ReviewRecord) and all(c["open"] for c in record.cases)
+    assert repeat.decision == "HOLD" and repeat.reasons[0].code == "size_repeat_held"
+
+
+def test_without_a_review_the_repeat_is_held(held):
+    _, _, repeat, _, _ = _run(held)
+    assert repeat.decision == "HOLD" and repeat.reasons[0].code == "size_repeat_held"
+
+
+def test_a_later_review_replaces_the_outcome_and_a_redelivery_changes_nothing(held):
+    at = SPIKE_DAY + timedelta(days=1)
+    spike, (first, again, reported), _, profiles, pipeline = _run(held, [
+        lambda n: review(n, "cleared", at), lambda n: review(n, "cleared", at),
+        lambda n: review(n, "reported", at + timedelta(hours=2))])
+    assert first.to_dict() == again.to_dict()  # same message bytes, same record
+    assert all(c["open"] for c in reported.cases)
+    state = json.dumps(profiles[PURCHASERS[0]].to_state())
+    redelivered = pipeline.review(review(spike.order_number, "reported",
+                                         at + timedelta(hours=2)), profiles)
+    assert redelivered.cases == reported.cases
+    assert json.dumps(profiles[PURCHASERS[0]].to_state()) == state
+
+
+def test_review_outcome_survives_the_state_round_trip_and_v3_state_loads(held):
+    _, _, _, profiles, _ = _run(held, [
+        lambda n: review(n, "cleared", SPIKE_DAY + timedelta(days=1))])
+    p = profiles[PURCHASERS[0]]
+    back = RegistrantProfile.from_state(json.loads(p.dumps_state()))
+    assert back.held == p.held and any(c[5] == "cleared" for cs in back.held.values()
+                                        for c in cs)
+    v3 = p.to_state()
+    v3[0] = 3
+    v3[8] = {f: [c[:5] for c in cs] for f, cs in v3[8].items()}
+    old = RegistrantProfile.from_state(v3)
+    assert all(c[5] == "" for cs in old.held.values() for c in cs)  # unreviewed: open
+
+
+@pytest.mark.parametrize(("raw", "reason", "named"), [
+    (b"not json", RejectReason.MALFORMED, "JSON object"),
+    (b"[1, 2]", RejectReason.MALFORMED, "JSON object"),
+    (json.dumps({"order_number": "25X00A123", "purchaser_dea": PURCHASERS[0],
+                 "outcome": "cleared", "reviewed_at": "2025-06-03T14:00:00Z"}).encode(),
+     RejectReason.MALFORMED, "'reviewer'"),
+    (review("25X00A123", "shipped", START), RejectReason.MALFORMED, "'outcome'"),
+    (review("12345", "cleared", START), RejectReason.MALFORMED, "'order_number'"),
+    (review("25X00A123", "cleared", START, dea="BP1234560"),
+     RejectReason.BAD_DEA_CHECK_DIGIT, "'purchaser_dea'"),
+    (json.dumps({"order_number": "25X00A123", "purchaser_dea": PURCHASERS[0],
+                 "outcome": "cleared", "reviewed_at": "yesterday",
+                 "reviewer": "x"}).encode(), RejectReason.MALFORMED, "'reviewed_at'"),
+    (review("25X00A123", "cleared", START, note=7), RejectReason.MALFORMED, "'note'"),
+    (review("25X00A123", "cleared", START), RejectReason.REVIEW_UNKNOWN_ORDER, "25X00A123"),
+    (b"{" + b" " * 20000 + b"}", RejectReason.TOO_LARGE, "bytes"),
+])
+def test_a_bad_review_is_rejected_with_a_reason_naming_the_field(held, raw, reason, named):
+    _, _, _, profiles, pipeline = _run(held)
+    before = json.dumps(profiles[PURCHASERS[0]].to_state())
+    out = pipeline.review(raw, profiles)
+    assert isinstance(out, Rejection), out
+    assert out.reason == reason and named in out.detail, out.to_dict()
+    assert json.dumps(profiles[PURCHASERS[0]].to_state()) == before
+
+
+def test_replay_applies_each_review_between_the_orders_of_its_time(held, tmp_path):
+    tf, settings, messages, repeat = held
+    first = build_pipeline(settings)
+    probe: list = []
+    replay(first, messages, on_outcome=probe.append)
+    spike = next(o for o in probe if isinstance(o, Decision) and o.decision == "HOLD"
+                 and o.purchaser_dea == PURCHASERS[0]
+                 and o.signed_at.startswith(SPIKE_DAY.date().isoformat()))
+    for at, expect in ((SPIKE_DAY + timedelta(days=1), "RELEASE"),
+                       (SPIKE_DAY + timedelta(days=4), "HOLD")):  # after the repeat
+        out: list = []
+        reviews_out = (tmp_path / f"reviews-{expect}.jsonl").open("wb")
+        summary = replay(build_pipeline(settings), [*messages, repeat], on_outcome=out.append,
+                         reviews=[review(spike.order_number, "cleared", at), b"junk"],
+                         reviews_out=reviews_out)
+        reviews_out.close()
+        assert summary.reviews == 1 and summary.rejections_by_reason == {"malformed": 1}
+        last = [o for o in out if isinstance(o, Decision)][-1]
+        assert last.order_number == "25X900009" and last.decision == expect
+        (line,) = (tmp_path / f"reviews-{expect}.jsonl").read_text().splitlines()
+        assert json.loads(line)["record"] == "review"
