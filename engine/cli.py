@@ -183,6 +183,19 @@ def worker(config_path, broker, web_port, partitions, app_id, loglevel) -> None:
     type=click.Path(file_okay=False),
     help="Trained model artifacts (som train).",
 )
+@click.option(
+    "--reviews",
+    "reviews_path",
+    type=click.Path(dir_okay=False),
+    help="Officers' reviews, one JSON object per line (the reviews topic's messages); "
+    "each is applied before the first order signed after its reviewed_at.",
+)
+@click.option(
+    "--reviews-out",
+    "reviews_out_path",
+    type=click.Path(dir_okay=False),
+    help="Applied-review records as JSON lines (default: beside --out, else standard output).",
+)
 @trust_options
 def replay_cmd(
     feed,
@@ -190,6 +203,8 @@ def replay_cmd(
     out_path,
     rejected_path,
     models_dir,
+    reviews_path,
+    reviews_out_path,
     trust_dir,
     intermediates_dir,
     crl_dir,
@@ -201,10 +216,17 @@ def replay_cmd(
     import json
 
     from connectors.feed import read_feed
-    from engine.replay import default_rejections_path, replay
+    from engine.replay import default_rejections_path, default_reviews_path, replay
 
     if not Path(feed).is_file():
         raise click.BadParameter(f"feed file {feed} does not exist", param_hint="FEED")
+    reviews = None
+    if reviews_path:
+        if not Path(reviews_path).is_file():
+            raise click.BadParameter(f"reviews file {reviews_path} does not exist",
+                                     param_hint="--reviews")
+        with open(reviews_path, "rb") as fh:
+            reviews = [line.strip() for line in fh if line.strip()]
     overrides = trust_overrides(trust_dir, intermediates_dir, crl_dir, catalog_path, supplier_dea)
     overrides["verification"]["time_rules_at"] = "signed"  # a feed is history
     if models_dir:
@@ -213,15 +235,20 @@ def replay_cmd(
     pipeline = load_pipeline(settings, parse_at(at_time))
     if out_path and not rejected_path:
         rejected_path = default_rejections_path(out_path)
+    if reviews is not None and out_path and not reviews_out_path:
+        reviews_out_path = default_reviews_path(out_path)
     dec = open(out_path, "wb") if out_path else sys.stdout.buffer  # noqa: SIM115
     rej = open(rejected_path, "wb") if rejected_path else None  # noqa: SIM115
+    rev = open(reviews_out_path, "wb") if reviews_out_path else sys.stdout.buffer  # noqa: SIM115
     try:
-        summary = replay(pipeline, read_feed(feed), dec, rej)
+        summary = replay(pipeline, read_feed(feed), dec, rej, reviews=reviews, reviews_out=rev)
     finally:
         if out_path:
             dec.close()
         if rej:
             rej.close()
+        if reviews_out_path:
+            rev.close()
     click.echo(json.dumps(summary.__dict__), err=True)
 
 

@@ -157,3 +157,9 @@ def default_rejections_path(decisions_path: str | Path) -> Path:
     """``decisions.jsonl`` -> ``decisions.rejected.jsonl`` beside it."""
     p = Path(decisions_path)
     return p.with_name(p.stem + ".rejected" + (p.suffix or ".jsonl"))
+
+
+def default_reviews_path(decisions_path: str | Path) -> Path:
+    """``decisions.jsonl`` -> ``decisions.reviews.jsonl`` beside it."""
+    p = Path(decisions_path)
+    return p.with_name(p.stem + ".reviews" + (p.suffix or ".jsonl"))

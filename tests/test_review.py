@@ -151,3 +151,29 @@ def test_replay_applies_each_review_between_the_orders_of_its_time(held, tmp_pat
         assert last.order_number == "25X900009" and last.decision == expect
         (line,) = (tmp_path / f"reviews-{expect}.jsonl").read_text().splitlines()
         assert json.loads(line)["record"] == "review"
+
+
+def test_som_replay_cli_applies_a_reviews_file(held, tmp_path):
+    import subprocess
+    import sys
+
+    tf, settings, messages, repeat = held
+    probe: list = []
+    replay(build_pipeline(settings), messages, on_outcome=probe.append)
+    spike = next(o for o in probe if isinstance(o, Decision) and o.decision == "HOLD"
+                 and o.purchaser_dea == PURCHASERS[0])
+    reviews = tmp_path / "reviews.jsonl"
+    reviews.write_bytes(review(spike.order_number, "reported", SPIKE_DAY + timedelta(days=1))
+                        + b"\n\n")
+    out = tmp_path / "decisions.jsonl"
+    cmd = [sys.executable, "-m", "engine.cli", "replay", str(tf.feed), "--config",
+           str(tf.config), "--out", str(out), "--reviews", str(reviews)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    (line,) = (tmp_path / "decisions.reviews.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    assert record["outcome"] == "reported" and record["order_number"] == spike.order_number
+    assert json.loads(proc.stderr.strip().splitlines()[-1])["reviews"] == 1
+    cmd[cmd.index(str(reviews))] = str(tmp_path / "missing.jsonl")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--reviews" in proc.stderr and "missing.jsonl" in proc.stderr
