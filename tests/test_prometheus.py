@@ -45,7 +45,7 @@ def promtool(tools, *args: str, cwd: Path | None = None) -> str:
 
 
 def test_rules_file_passes_promtool_check(tools):
-    assert "SUCCESS: 11 rules found" in promtool(tools, "check", "rules", str(RULES))
+    assert "SUCCESS: 12 rules found" in promtool(tools, "check", "rules", str(RULES))
 
 
 def test_alert_rules_fire_as_specified(tools):
