@@ -88,8 +88,10 @@ CASES = {
 
 def test_every_reason_has_a_case():
     # duplicate_order and internal_error come from the profile/score stage:
-    # tests/test_replay.py and tests/test_pipeline.py craft those
-    monitor_stage = {RejectReason.DUPLICATE_ORDER, RejectReason.INTERNAL_ERROR}
+    # tests/test_replay.py and tests/test_pipeline.py craft those; review_unknown_order
+    # comes from the reviews topic: tests/test_review.py crafts it
+    monitor_stage = {RejectReason.DUPLICATE_ORDER, RejectReason.INTERNAL_ERROR,
+                     RejectReason.REVIEW_UNKNOWN_ORDER}
     assert set(CASES) == set(RejectReason) - monitor_stage
 
 
