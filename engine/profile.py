@@ -199,8 +199,8 @@ class RegistrantProfile:
         }
         seen = [[k, d, s] for k, (d, s) in self.seen.items()]
         return [
-            STATE_VERSION, self.first_day, self.last_day, self.orders, fams, seen, self.recent, self.times,
-            self.held,
+            STATE_VERSION, self.first_day, self.last_day, self.orders, fams, seen, self.recent,
+            self.times, self.held,
         ]
 
     def dumps_state(self) -> bytes:
