@@ -150,6 +150,8 @@ def worker(config_path, broker, web_port, partitions, app_id, loglevel) -> None:
                     k.rekey_topic,
                     k.decisions_topic,
                     k.rejected_topic,
+                    k.reviews_topic,
+                    k.reviews_applied_topic,
                     f"{k.app_id}-profiles-changelog",
                 ],
                 k.partitions,

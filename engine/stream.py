@@ -9,6 +9,15 @@ A verified order whose key is missing, wrong, or whose partition is not the
 one its purchaser hashes to, goes once through ``orders.rekeyed`` so that one
 worker owns each registrant's profile.
 
+Officers' reviews (``engine.review``) arrive on ``orders.reviews``, keyed by DEA number
+like orders and with as many partitions, so Faust's assignor gives each worker the same
+partitions of it as of the input topic and the table (topics of one partition count read
+by the same consumers are co-partitioned). A review on its purchaser's home partition is
+applied to the same table; one whose key or partition is wrong is re-sent once to
+``orders.reviews`` keyed by the DEA number, marked with the ``som-received`` header,
+and applied when its copy comes back. Each review ends as one record on
+``reviews.applied`` or ``orders.rejected``.
+
 The same app serves ``/metrics`` (``engine.metrics``, ``engine.gauges``,
 ``engine.lag``; off with ``[web] metrics = false``), ``/healthz`` and ``/readyz``
 (``engine.health``) on the web port, and nothing else: Faust's own views would
@@ -38,10 +47,15 @@ from engine.lag import ConsumerLag
 from engine.metrics import EngineMetrics, Tally
 from engine.pipeline import MICRO_BATCH, Pipeline, Received, _iso, build_pipeline
 from engine.profile import RegistrantProfile
-from engine.records import Rejection, dumps
+from engine.records import Rejection, RejectReason, ReviewRecord, dumps, raw_sha256
+from engine.review import parse_review
 
 __all__ = ["create_app"]
 
+log = logging.getLogger(__name__)
+
+# Receipt time of a message the driver re-sent (orders.rekeyed, or a review re-sent to
+# orders.reviews); on the reviews topic it also marks the copy, which is never re-sent.
 _RECEIVED_HEADER = "som-received"
 _PROBE_INTERVAL_S = 2.0  # broker probe and consumer-lag refresh
 
@@ -146,6 +160,16 @@ def create_app(
     rejected = app.topic(
         k.rejected_topic, value_serializer="raw", key_serializer="raw", partitions=k.partitions
     )
+    # co-partitioned with the input topic and the table: same partition count, same key
+    reviews = app.topic(
+        k.reviews_topic, value_serializer="raw", key_serializer="raw", partitions=k.partitions
+    )
+    reviews_applied = app.topic(
+        k.reviews_applied_topic,
+        value_serializer="raw",
+        key_serializer="raw",
+        partitions=k.partitions,
+    )
     table = app.Table(
         "profiles",
         default=None,
@@ -241,6 +265,63 @@ def create_app(
         if t is not None:
             metrics.flush(t)
 
+    def review_outcome(msg, raw: bytes, received: Received, resent: bool):
+        """The review's record, or None when it was re-sent to its home partition."""
+        try:
+            dea = parse_review(raw).purchaser_dea
+        except Exception:  # unparsable: pipeline.review gives its rejection below
+            dea = None
+        if dea is not None and (msg.key != dea.encode() or msg.partition != home_partition(dea)):
+            if not resent:
+                reviews.send_soon(
+                    key=dea.encode(),
+                    value=raw,
+                    headers={_RECEIVED_HEADER: repr(received.ts).encode()},
+                )
+                return None
+            # the re-sent copy is off its home partition too: the reviews topic's partition
+            # count differs from [kafka] partitions, and this worker may not own the profile
+            return Rejection(
+                RejectReason.INTERNAL_ERROR,
+                f"review re-sent with its key arrived on partition {msg.partition}, not "
+                f"{home_partition(dea)}: topic {k.reviews_topic} must have [kafka] partitions "
+                f"= {k.partitions}",
+                received.iso,
+                raw_sha256(raw),
+                purchaser_dea=dea,
+            )
+        return pipeline.review(raw, profiles, received)
+
+    def handle_reviews(events) -> None:
+        for event in events:
+            msg = event.message
+            raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+            resent = _has_header(msg, _RECEIVED_HEADER)
+            received = _received(msg, rekey_pass=resent)
+            try:
+                outcome = review_outcome(msg, raw, received, resent)
+            except Exception as exc:  # a bug must not stop the agent nor drop the message
+                log.exception("review at %s:%s not applied", msg.partition, msg.offset)
+                outcome = Rejection(
+                    RejectReason.INTERNAL_ERROR,
+                    f"internal error while applying a review: {type(exc).__name__}",
+                    received.iso,
+                    raw_sha256(raw),
+                )
+            if outcome is None:
+                continue
+            if isinstance(outcome, ReviewRecord):
+                reviews_applied.send_soon(key=outcome.purchaser_dea.encode(), value=dumps(outcome))
+                label = outcome.outcome
+            else:
+                rejected.send_soon(key=msg.key, value=dumps(outcome))
+                label = "rejected"
+                if metrics_on:
+                    metrics.rejected.labels(reason=str(outcome.reason)).inc()
+            if metrics_on:
+                metrics.reviews.labels(outcome=label).inc()
+        profiles.flush()  # one changelog write per registrant a review changed
+
     @app.task
     async def quiet_library_loggers() -> None:
         # Faust's worker leaves the root logger at DEBUG, so aiokafka, faust and mode build
@@ -259,7 +340,13 @@ def create_app(
         async for events in stream.take_events(k.batch_size, within=k.batch_timeout_s):
             handle(events, rekey_pass=True)
 
-    lag = ConsumerLag(app, [k.input_topic, k.rekey_topic])
+    @app.agent(reviews, name="apply_reviews")
+    async def apply_reviews(stream):
+        async for events in stream.take_events(k.batch_size, within=k.batch_timeout_s):
+            handle_reviews(events)
+
+    lag = ConsumerLag(app, [k.input_topic, k.rekey_topic, k.reviews_topic])
+    monitored = frozenset((k.input_topic, k.rekey_topic))  # som_partitions_assigned counts these
     probe = BrokerProbe(bootstrap_servers(k.broker))
     readiness = Readiness({**app_checks(app), **pipeline_checks(pipeline), "broker": probe.check})
     started = time.monotonic()
@@ -278,7 +365,7 @@ def create_app(
     async def on_assigned(sender, assigned, **kwargs) -> None:
         if metrics_on:
             metrics.rebalances.inc()
-            metrics.partitions.set(sum(1 for tp in assigned if tp.topic in lag.topics))
+            metrics.partitions.set(sum(1 for tp in assigned if tp.topic in monitored))
 
     async def observe_outside() -> None:
         """Broker reachability and consumer lag need network calls: off the scrape path."""
@@ -339,6 +426,15 @@ def _committed_check(app: faust.App):
         return committed is not None and offset < committed
 
     return is_committed
+
+
+def _has_header(msg, name: str) -> bool:
+    headers = msg.headers
+    if not headers:
+        return False
+    if isinstance(headers, dict):
+        return name in headers
+    return any(key == name for key, _ in headers)
 
 
 def _received(msg, rekey_pass: bool) -> Received:
