@@ -108,7 +108,7 @@ class EngineMetrics:
         self.reviews = Counter(
             "som_reviews",
             "Officers' reviews read from the reviews topic, by outcome (cleared, reported, or "
-            "rejected: its reason is counted in som_orders_rejected)",
+            "rejected: its record on the rejected topic names the reason)",
             ["outcome"],
             registry=r,
         )

@@ -387,7 +387,7 @@ class Pipeline:
         try:
             review = parse_review(raw)
             profile = profiles.get(review.purchaser_dea)
-            cases = apply_review(profile, review)
+            cases = apply_review(profile, review, self.settings.scoring.repeat_hold_days)
         except Rejected as exc:
             return _rejection(exc, raw, received)
         except Exception as exc:  # a bug must not stop the stream nor drop the message

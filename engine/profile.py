@@ -15,8 +15,9 @@ A held order has not shipped, yet its amounts enter the history like any other. 
 that a held order cannot make its own repeat look normal, the profile also keeps the
 order's open *case* per family (``note_hold``): its size and reason, for
 ``SizeScorer``'s repeat check, until its days are up or an officer's review clears it
-(``review_cases``, fed by ``engine.review``). A cleared case no longer holds repeats;
-a reported one stays open like an unreviewed one.
+(``review_cases``, fed by ``engine.review``). A cleared case no longer holds repeats; a
+reported one holds them for ``HELD_KEEP_DAYS`` (the order was reported to DEA and did not
+ship, yet it is in the history as the registrant's largest recent order).
 
 >>> p = RegistrantProfile()
 >>> p.apply("25X000001", 20000, "aa", [("oxycodone", 100.0, 0.9, 1350.0)])
@@ -53,7 +54,8 @@ SEEN_DAYS = 120  # two order-validity periods (1305.22(e): 60 days)
 TIMES = 32  # last signing times per registrant (cadence, bursts)
 HELD_CASES = 4  # held-order cases kept per family (the latest; pruned when one is noted)
 HELD_KEEP_DAYS = 60  # cases older than this (event time) are dropped
-STATE_VERSION = 4  # 4: a case carries its review outcome ("" until reviewed)
+STATE_VERSION = 4  # 4: a case carries its review (outcome and time, "" until reviewed)
+OUTCOMES = ("cleared", "reported")
 
 
 def settled(
@@ -79,8 +81,8 @@ class RegistrantProfile:
         self.last_day: int | None = None
         self.orders = 0
         self.times: list[int] = []  # last TIMES signing times, epoch seconds
-        # family -> cases [day, units, grams, order number, reason code, review outcome],
-        # oldest first; the outcome is "" until an officer's review (engine.review)
+        # family -> cases [day, units, grams, order number, reason code, review outcome,
+        # reviewed at], oldest first; both "" until an officer's review (engine.review)
         self.held: dict[str, list[list]] = {}
 
     def history_days(self, day: int) -> int:
@@ -159,30 +161,34 @@ class RegistrantProfile:
         if units <= 0 or grams <= 0:  # nothing to compare a repeat with
             return
         cases = [c for c in self.held.get(family, ()) if c[0] > day - HELD_KEEP_DAYS]
-        cases.append([day, _round3(float(units)), _round6(float(grams)), order_number, code, ""])
+        size = [_round3(float(units)), _round6(float(grams))]
+        cases.append([day, *size, order_number, code, "", ""])  # not reviewed yet
         self.held[family] = cases[-HELD_CASES:]
         for fam in [f for f, cs in self.held.items() if cs[-1][0] <= day - HELD_KEEP_DAYS]:
             del self.held[fam]
 
     def open_cases(self, family: str, day: int, days: int) -> list[list]:
-        """Held orders of ``family`` in the ``days`` days up to ``day``, (day - days, day],
-        that no review has cleared."""
+        """Cases of ``family`` that hold repeats on ``day`` (see ``holds_until``)."""
         return [
             c for c in self.held.get(family, ())
-            if day - days < c[0] <= day and c[5] != "cleared"
+            if c[0] <= day < holds_until(c, days)
         ]
 
-    def review_cases(self, order_number: str, outcome: str) -> list[tuple[str, list]]:
-        """Mark every case of ``order_number`` with a review's outcome; (family, case) each.
+    def review_cases(
+        self, order_number: str, outcome: str, reviewed_at: str
+    ) -> list[tuple[str, list]]:
+        """Record a review on every case of ``order_number``; (family, case) each.
 
-        Applying the same review again changes nothing (a redelivery is harmless); a
-        later review of the same order replaces the outcome (the last word stands).
+        The newest review stands, by ``reviewed_at`` (ISO-8601 UTC to the second), not by
+        arrival: an older review that arrives late changes nothing, and at the same second
+        ``reported`` wins. Applying the same review again changes nothing.
         """
         touched = []
         for family, cases in self.held.items():
             for case in cases:
                 if case[3] == order_number:
-                    case[5] = outcome
+                    if (reviewed_at, outcome == "reported") > (case[6], case[5] == "reported"):
+                        case[5], case[6] = outcome, reviewed_at
                     touched.append((family, case))
         return touched
 
@@ -230,11 +236,7 @@ class RegistrantProfile:
             if state[0] >= 3:
                 if len(state) < 9 or not isinstance(state[8], dict):
                     raise ValueError(f"profile state version {state[0]} lacks its held cases")
-                p.held = {
-                    f: [[int(c[0]), float(c[1]), float(c[2]), str(c[3]), str(c[4]),
-                         str(c[5]) if state[0] >= 4 else ""] for c in cs]
-                    for f, cs in state[8].items()
-                }
+                p.held = {f: [_case(c, state[0]) for c in cs] for f, cs in state[8].items()}
         for f, entry in fams.items():
             h = p.families[f] = FamilyHistory()
             h.first_day, h.last_day, buckets = entry[0], entry[1], entry[2]
@@ -245,3 +247,21 @@ class RegistrantProfile:
             h.rebuild()
         p.seen = {k: (d, s) for k, d, s in seen}
         return p
+
+
+def holds_until(case: list, days: int) -> int:
+    """The first day a case no longer holds repeats: ``days`` after the hold, unreviewed;
+    ``HELD_KEEP_DAYS`` after it once reported; the hold's own day once cleared."""
+    if case[5] == "cleared":
+        return case[0]
+    return case[0] + (max(days, HELD_KEEP_DAYS) if case[5] == "reported" else days)
+
+
+def _case(c: list, version: int) -> list:
+    """One held case from state; a v3 case has no review yet."""
+    if len(c) != (7 if version >= 4 else 5):
+        raise ValueError(f"profile state version {version}: a held case has {len(c)} fields")
+    review = [str(c[5]), str(c[6])] if version >= 4 else ["", ""]
+    if review[0] not in ("", *OUTCOMES):
+        raise ValueError(f"profile state: unknown review outcome {review[0]!r}")
+    return [int(c[0]), float(c[1]), float(c[2]), str(c[3]), str(c[4]), *review]

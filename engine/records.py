@@ -148,9 +148,10 @@ class ReviewRecord:
     """One record on ``reviews.applied``: an officer's review as the engine applied it.
 
     The held decision itself is never edited (a flagged order stays immutable); this
-    record is the review's own audit line, naming the size cases it closed or confirmed.
-    Everything in it comes from the review message and the profile, so a redelivered
-    review gives the same record.
+    record is the review's own audit line, with every size case of the order as it
+    stands after the review (empty: the order opened no case, and the review changes
+    nothing in scoring). Everything in it comes from the message, its receipt time and
+    the profile, so a redelivered review gives the same record.
     """
 
     order_number: str

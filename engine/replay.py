@@ -6,7 +6,9 @@ driver runs, so the same feed gives the same decisions.
 
 Officers' reviews (``engine.review``) can be replayed with the orders: each review
 is applied just before the first order signed after its ``reviewed_at``, the order
-in which they would have met on the stream.
+in which they would have met on the stream. That needs the feed in signing order (as
+archived streams and ``som generate`` feeds are): in an unsorted feed a review is applied
+before every order listed after it.
 """
 
 from __future__ import annotations
@@ -36,12 +38,10 @@ class ReplaySummary:
     rejected: int = 0
     rejections_by_reason: dict[str, int] = field(default_factory=dict)
     holds_by_reason: dict[str, int] = field(default_factory=dict)
-    reviews: int = 0  # reviews applied (a rejected review counts under ``rejected``)
+    reviews: int = 0  # reviews applied (not counted in ``messages``: those are orders)
+    reviews_rejected: int = 0
 
-    def add(self, outcome: Outcome | ReviewRecord) -> None:
-        if isinstance(outcome, ReviewRecord):
-            self.reviews += 1
-            return
+    def add(self, outcome: Outcome) -> None:
         self.messages += 1
         if isinstance(outcome, Rejection):
             self.rejected += 1
@@ -114,15 +114,24 @@ def _replay_with_reviews(pipeline, messages, reviews, profiles, summary, batch, 
         items = [p for p in pending if not isinstance(p, Rejection)]
         decided = iter(pipeline.monitor_batch(items, profiles))
         _emit([p if isinstance(p, Rejection) else next(decided) for p in pending],
-              summary, decisions_out, rejections_out, on_outcome, reviews_out)
+              summary, decisions_out, rejections_out, on_outcome)
         pending.clear()
 
     def apply_until(ts: float) -> None:
         while due and due[-1][0] < ts:
             if pending:
                 flush()
-            _emit([pipeline.review(due.pop()[2], profiles)], summary, decisions_out,
-                  rejections_out, on_outcome, reviews_out)
+            outcome = pipeline.review(due.pop()[2], profiles)
+            if isinstance(outcome, ReviewRecord):
+                summary.reviews += 1
+                out = reviews_out
+            else:
+                summary.reviews_rejected += 1
+                out = rejections_out
+            if out is not None:
+                out.write(dumps(outcome) + b"\n")
+            if on_outcome is not None:
+                on_outcome(outcome)
 
     for raw in messages:
         received = Received.now()
@@ -140,13 +149,10 @@ def _replay_with_reviews(pipeline, messages, reviews, profiles, summary, batch, 
     return summary
 
 
-def _emit(outcomes, summary, decisions_out, rejections_out, on_outcome, reviews_out=None):
+def _emit(outcomes, summary, decisions_out, rejections_out, on_outcome) -> None:
     for outcome in outcomes:
         summary.add(outcome)
-        if isinstance(outcome, ReviewRecord):
-            out = reviews_out
-        else:
-            out = decisions_out if isinstance(outcome, Decision) else rejections_out
+        out = decisions_out if isinstance(outcome, Decision) else rejections_out
         if out is not None:
             out.write(dumps(outcome) + b"\n")
         if on_outcome is not None:

@@ -11,10 +11,13 @@ reviews_topic``) as one JSON object, keyed by the purchaser's DEA number like or
 Why the engine needs it: a hold for size opens a case (``SizeScorer``'s
 ``size_repeat_held``) so a repeat of the held order is held with it. Once the officer
 has cleared the order, its repeat is judged like any order again (the cleared order is
-in the history as the registrant's largest recent one). A reported order's case stays
-open. The held decision is never changed: the review gets its own record
-(``engine.records.ReviewRecord``). ``reviewer`` is the case system's opaque id for the
-officer, not a name; ``note`` is optional free text for the audit trail.
+in the history as the registrant's largest recent one). A reported order's case holds
+its repeats for 60 days (``engine.profile.holds_until``). The newest review of an order
+stands, by ``reviewed_at``, whatever order reviews arrive in. The held decision is never
+changed: the review gets its own record (``engine.records.ReviewRecord``). ``reviewer``
+is the case system's opaque id for the officer, not a name; ``note`` is optional free
+text for the audit trail. Reviews are not signed: only the case system may write to the
+reviews topic (Kafka ACLs), and ``reviews.applied`` is there to reconcile against it.
 
 >>> r = parse_review(b'{"order_number": "25X00A123", "purchaser_dea": "AB1234563", '
 ...                  b'"outcome": "cleared", "reviewed_at": "2025-06-03T14:00:00Z", '
@@ -35,12 +38,11 @@ from datetime import date
 
 from connectors.identifiers import dea_number_valid, order_number_valid
 from connectors.orders import parse_timestamp
-from engine.profile import SEEN_DAYS, RegistrantProfile
+from engine.profile import OUTCOMES, SEEN_DAYS, RegistrantProfile, holds_until
 from engine.records import Rejected, RejectReason
 
 __all__ = ["Review", "OUTCOMES", "parse_review", "apply_review", "MAX_REVIEW_BYTES"]
 
-OUTCOMES = ("cleared", "reported")
 MAX_REVIEW_BYTES = 16 * 1024
 MAX_REVIEWER = 64
 MAX_NOTE = 2000
@@ -54,7 +56,7 @@ class Review:
     order_number: str
     purchaser_dea: str
     outcome: str
-    reviewed_at: str  # ISO-8601 UTC, "Z"
+    reviewed_at: str  # ISO-8601 UTC to the second, "Z" (compares as text)
     reviewer: str
     note: str = ""
 
@@ -110,12 +112,18 @@ def parse_review(raw: bytes) -> Review:
         raise _bad(f"review field 'note' must be text of at most {MAX_NOTE} characters", data)
     return Review(
         data["order_number"], data["purchaser_dea"], data["outcome"],
-        at.isoformat().replace("+00:00", "Z"), reviewer, note,
+        at.isoformat(timespec="seconds").replace("+00:00", "Z"), reviewer, note,
     )
 
 
-def apply_review(profile: RegistrantProfile | None, review: Review) -> list[dict]:
-    """Apply ``review`` to the purchaser's profile; the cases it closed or confirmed.
+def apply_review(
+    profile: RegistrantProfile | None, review: Review, repeat_days: int
+) -> list[dict]:
+    """Apply ``review`` to the purchaser's profile; every case of the order, as it stands.
+
+    Empty when the order opened no case (it was released, or held for a reason other
+    than its size, or its case is older than the profile keeps): the review is recorded
+    and changes nothing in scoring. ``repeat_days`` is ``[scoring] repeat_hold_days``.
 
     ``Rejected`` (``review_unknown_order``) when the engine never monitored the order
     for this purchaser (or forgot it: order identities are kept ``SEEN_DAYS``).
@@ -128,8 +136,31 @@ def apply_review(profile: RegistrantProfile | None, review: Review) -> list[dict
             order_number=review.order_number,
             purchaser_dea=review.purchaser_dea,
         )
-    return [
-        {"family": family, "held_on": date.fromordinal(_EPOCH_ORDINAL + case[0]).isoformat(),
-         "code": case[4], "open": review.outcome != "cleared"}
-        for family, case in profile.review_cases(review.order_number, review.outcome)
-    ]
+    signed_day = profile.seen[review.order_number][0]
+    if review.reviewed_at[:10] < _iso_day(signed_day):
+        raise Rejected(
+            RejectReason.MALFORMED,
+            f"review field 'reviewed_at' ({review.reviewed_at}) is before order "
+            f"{review.order_number} was signed ({_iso_day(signed_day)})",
+            order_number=review.order_number,
+            purchaser_dea=review.purchaser_dea,
+        )
+    out = []
+    for family, case in profile.review_cases(
+        review.order_number, review.outcome, review.reviewed_at
+    ):
+        until = holds_until(case, repeat_days) if repeat_days > 0 else case[0]
+        out.append({
+            "family": family,
+            "held_on": _iso_day(case[0]),
+            "code": case[4],
+            "outcome": case[5],  # the standing review: this one, unless a newer one came first
+            "reviewed_at": case[6],
+            # the last day the case holds the family's repeats (None: it holds none now)
+            "holds_repeats_through": _iso_day(until - 1) if until > case[0] else None,
+        })
+    return out
+
+
+def _iso_day(day: int) -> str:
+    return date.fromordinal(_EPOCH_ORDINAL + day).isoformat()

@@ -21,6 +21,7 @@ from datetime import date
 
 from sklearn.base import BaseEstimator
 
+from engine.profile import HELD_KEEP_DAYS
 from models.base import Finding, OrderContext, lazy_finding
 from models.features import FamilyFeatures
 from models.peers import PeerBaselines
@@ -129,10 +130,12 @@ def _as_large(a, case: list) -> float:
 
 def _repeat_detail(a, case: list, ratio: float, limit: float, days: int) -> str:
     held_on = date.fromordinal(_EPOCH_ORDINAL + int(case[0])).isoformat()
+    status = f"reported on review {case[6][:10]}" if case[5] == "reported" else "not reviewed"
     return (f"{a.family}: {a.units:,.0f} units / {a.grams:.2f} g base is {ratio:.2f}x order "
             f"{case[3]} held on {held_on} ({case[1]:,.0f} units / {case[2]:.2f} g, "
-            f"{case[4]}); a hold stays open for {days} days and an order at {limit:g}x "
-            f"its size or more joins it, so a held order never makes its repeat look normal")
+            f"{case[4]}; {status}); until a review clears it, a hold stays open for {days} "
+            f"days ({HELD_KEEP_DAYS} once reported) and an order at {limit:g}x its size or "
+            f"more joins it, so a held order does not make its repeat look normal")
 
 
 def _peer_detail(a, cold: bool, n: int, group: str, stat, z: float, limit: float) -> str:

@@ -8,7 +8,7 @@ import pytest
 from config import load_settings
 from connectors.feed import read_feed
 from connectors.signing import sign_cms
-from engine.pipeline import build_pipeline
+from engine.pipeline import Received, build_pipeline
 from engine.profile import RegistrantProfile
 from engine.records import Decision, Rejection, RejectReason, ReviewRecord
 from engine.replay import replay
@@ -39,16 +39,26 @@ def held(tmp_path_factory):
     return tf, settings, messages, sign_cms(payload(repeat), tf.identities[PURCHASERS[0]])
 
 
-def _run(held, reviews_between=()):
-    tf, settings, messages, repeat = held
+def _run(held, reviews_between=(), repeat_days=3):
+    tf, settings, messages, _ = held
+    repeat = _repeat(tf, repeat_days)
     pipeline = build_pipeline(settings)
     profiles: dict = {}
     outcomes = [pipeline.process(raw, profiles) for raw in messages]
     spike = next(o for o in outcomes if o.purchaser_dea == PURCHASERS[0]
                  and o.signed_at.startswith(SPIKE_DAY.date().isoformat()))
     assert spike.decision == "HOLD" and spike.reasons[0].code == "size_own"
-    records = [pipeline.review(r(spike.order_number), profiles) for r in reviews_between]
+    # receipt time as the stream gives it (the message's broker timestamp): fixed
+    received = Received(SPIKE_DAY.timestamp() + 86400 * 2, "2025-05-20T15:00:00.000Z")
+    records = [pipeline.review(r(spike.order_number), profiles, received)
+               for r in reviews_between]
     return spike, records, pipeline.process(repeat, profiles), profiles, pipeline
+
+
+def _repeat(tf, days: int) -> bytes:
+    again = order(PURCHASERS[0], "25X900009", SPIKE_DAY + timedelta(days=days),
+                  [("99901-0102-01", 100, 40), ("99901-1101-01", 100, 1)])
+    return sign_cms(payload(again), tf.identities[PURCHASERS[0]])
 
 
 def test_a_cleared_hold_no_longer_holds_its_repeat(held):
@@ -58,36 +68,59 @@ def test_a_cleared_hold_no_longer_holds_its_repeat(held):
     assert isinstance(record, ReviewRecord), record
     assert record.outcome == "cleared" and record.order_number == spike.order_number
     assert record.cases and {c["code"] for c in record.cases} == {"size_own"}
-    assert not any(c["open"] for c in record.cases)
+    assert all(c["outcome"] == "cleared" and c["holds_repeats_through"] is None
+               for c in record.cases)
     assert isinstance(repeat, Decision)
     assert "size_repeat_held" not in [r.code for r in repeat.reasons]
     assert repeat.decision == "RELEASE", repeat.to_dict()  # the cleared spike is its normal
 
 
-def test_a_reported_hold_keeps_holding_its_repeat(held):
-    spike, (record,), repeat, _, _ = _run(held, [
-        lambda n: review(n, "reported", SPIKE_DAY + timedelta(days=1))])
-    assert isinstance(record, ReviewRecord) and all(c["open"] for c in record.cases)
-    assert repeat.decision == "HOLD" and repeat.reasons[0].code == "size_repeat_held"
+def test_a_reported_hold_keeps_holding_its_repeat_for_60_days(held):
+    for days in (3, 10):  # 10: past the 7 days an unreviewed case holds
+        spike, (record,), repeat, _, _ = _run(held, [
+            lambda n: review(n, "reported", SPIKE_DAY + timedelta(days=1))], repeat_days=days)
+        assert isinstance(record, ReviewRecord)
+        last = (SPIKE_DAY + timedelta(days=59)).date().isoformat()
+        assert all(c["holds_repeats_through"] == last for c in record.cases), record.cases
+        assert repeat.decision == "HOLD" and repeat.reasons[0].code == "size_repeat_held"
+        assert "reported on review" in repeat.reasons[0].detail
 
 
-def test_without_a_review_the_repeat_is_held(held):
+def test_without_a_review_the_repeat_is_held_for_7_days(held):
     _, _, repeat, _, _ = _run(held)
     assert repeat.decision == "HOLD" and repeat.reasons[0].code == "size_repeat_held"
+    assert "not reviewed" in repeat.reasons[0].detail
+    _, _, later, _, _ = _run(held, repeat_days=10)
+    assert "size_repeat_held" not in [r.code for r in later.reasons]
 
 
-def test_a_later_review_replaces_the_outcome_and_a_redelivery_changes_nothing(held):
+def test_the_newest_review_stands_and_a_redelivery_changes_nothing(held):
     at = SPIKE_DAY + timedelta(days=1)
-    spike, (first, again, reported), _, profiles, pipeline = _run(held, [
+    later = at + timedelta(hours=2)
+    spike, (first, again, reported, late), repeat, profiles, pipeline = _run(held, [
         lambda n: review(n, "cleared", at), lambda n: review(n, "cleared", at),
-        lambda n: review(n, "reported", at + timedelta(hours=2))])
-    assert first.to_dict() == again.to_dict()  # same message bytes, same record
-    assert all(c["open"] for c in reported.cases)
+        lambda n: review(n, "reported", later),
+        lambda n: review(n, "cleared", at)])  # older than the standing one, arrives last
+    assert first.to_dict() == again.to_dict()  # same message and receipt, same record
+    assert all(c["outcome"] == "reported" for c in reported.cases)
+    assert late.outcome == "cleared" and late.cases == reported.cases  # changed nothing
+    assert repeat.decision == "HOLD" and repeat.reasons[0].code == "size_repeat_held"
     state = json.dumps(profiles[PURCHASERS[0]].to_state())
-    redelivered = pipeline.review(review(spike.order_number, "reported",
-                                         at + timedelta(hours=2)), profiles)
-    assert redelivered.cases == reported.cases
+    received = Received(later.timestamp(), "2025-05-20T17:00:00.000Z")
+    one = pipeline.review(review(spike.order_number, "reported", later), profiles, received)
+    two = pipeline.review(review(spike.order_number, "reported", later), profiles, received)
+    assert one.to_dict() == two.to_dict() and one.cases == reported.cases
     assert json.dumps(profiles[PURCHASERS[0]].to_state()) == state
+
+
+def test_a_review_of_an_order_without_a_case_is_recorded_and_changes_nothing(held):
+    _, _, _, profiles, pipeline = _run(held)
+    p = profiles[PURCHASERS[0]]
+    released = next(n for n in p.seen if all(c[3] != n for cs in p.held.values() for c in cs))
+    before = json.dumps(p.to_state())
+    out = pipeline.review(review(released, "cleared", SPIKE_DAY + timedelta(days=1)), profiles)
+    assert isinstance(out, ReviewRecord) and out.cases == ()
+    assert json.dumps(p.to_state()) == before
 
 
 def test_review_outcome_survives_the_state_round_trip_and_v3_state_loads(held):
@@ -101,7 +134,14 @@ def test_review_outcome_survives_the_state_round_trip_and_v3_state_loads(held):
     v3[0] = 3
     v3[8] = {f: [c[:5] for c in cs] for f, cs in v3[8].items()}
     old = RegistrantProfile.from_state(v3)
-    assert all(c[5] == "" for cs in old.held.values() for c in cs)  # unreviewed: open
+    assert all(c[5:] == ["", ""] for cs in old.held.values() for c in cs)  # unreviewed
+    v3[0] = 4  # a v4 state with v3 cases is damaged, not silently read
+    with pytest.raises(ValueError, match="fields"):
+        RegistrantProfile.from_state(v3)
+    bad = p.to_state()
+    next(iter(bad[8].values()))[0][5] = "shipped"
+    with pytest.raises(ValueError, match="outcome"):
+        RegistrantProfile.from_state(bad)
 
 
 @pytest.mark.parametrize(("raw", "reason", "named"), [
@@ -146,7 +186,8 @@ def test_replay_applies_each_review_between_the_orders_of_its_time(held, tmp_pat
                          reviews=[review(spike.order_number, "cleared", at), b"junk"],
                          reviews_out=reviews_out)
         reviews_out.close()
-        assert summary.reviews == 1 and summary.rejections_by_reason == {"malformed": 1}
+        assert summary.reviews == 1 and summary.reviews_rejected == 1
+        assert summary.rejected == 0 and summary.messages == len(messages) + 1
         last = [o for o in out if isinstance(o, Decision)][-1]
         assert last.order_number == "25X900009" and last.decision == expect
         (line,) = (tmp_path / f"reviews-{expect}.jsonl").read_text().splitlines()
@@ -177,3 +218,10 @@ def test_som_replay_cli_applies_a_reviews_file(held, tmp_path):
     cmd[cmd.index(str(reviews))] = str(tmp_path / "missing.jsonl")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--reviews" in proc.stderr and "missing.jsonl" in proc.stderr
+
+
+def test_a_review_dated_before_its_order_was_signed_is_rejected(held):
+    spike, _, _, profiles, pipeline = _run(held)
+    out = pipeline.review(review(spike.order_number, "cleared", START), profiles)
+    assert isinstance(out, Rejection) and out.reason == RejectReason.MALFORMED
+    assert "'reviewed_at'" in out.detail and "before order" in out.detail
