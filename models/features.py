@@ -39,6 +39,10 @@ RAMP_WINDOW_S = 30 * 86400.0
 RAMP_MIN_RECENT = 3  # orders of the family in the last 30 days, this one included: with
 # three or more, one spike among them is not the median
 RAMP_MIN_EARLIER = 3  # ... and earlier orders in the ring to compare with
+# ... at their 60th percentile, not their median: a registrant buying one or two packages
+# has a median that flips between them by chance (tuned on seeds 11, 12:
+# benchmarks/README.md)
+RAMP_EARLIER_QUANTILE = 0.6
 FEATURES = (
     "log_units", "log_grams", "families", "max_z_units", "max_z_grams", "max_split_ratio",
     "count_ratio", "max_strength_ratio", "max_trend", "first_purchases", "gap_ratio",
@@ -215,10 +219,11 @@ def _family(a: FamilyAmount, hist: FamilyHistory | None, t: float, day: int) -> 
 
 
 def _size_trend(cols: list, t: float, now: float) -> float:
-    """Median order (units) of the last 30 days, this one included, over the earlier ones.
+    """Median order (units) of the last 30 days, this one included, over the earlier
+    orders' 60th percentile (``RAMP_EARLIER_QUANTILE``).
 
     A ramp raises every order a little; a burst of normal orders or one spike moves
-    neither median, so this tells a ramp from the steps other scorers already judge.
+    neither side, so this tells a ramp from the steps other scorers already judge.
     0.0 (unknown) when either side has too few orders (``RAMP_MIN_RECENT``,
     ``RAMP_MIN_EARLIER``); an exact 1.0 is common (whole packages) and is a real value.
     """
@@ -232,7 +237,8 @@ def _size_trend(cols: list, t: float, now: float) -> float:
         recent = [u for ts, u in zip(times, units, strict=True) if ts > lo]
     if len(recent) + 1 < RAMP_MIN_RECENT or len(earlier) < RAMP_MIN_EARLIER:
         return 0.0
-    return _median([*recent, now]) / _median(earlier)
+    s = sorted(earlier)
+    return _median([*recent, now]) / s[min(len(s) - 1, int(RAMP_EARLIER_QUANTILE * len(s)))]
 
 
 def order_features(

@@ -6,8 +6,8 @@
   in an order that is also large in grams of base (a pharmacy adding a stronger
   tablet in normal quantities is not suspicious by itself);
 - a steady ramp: the median order of a family over the last 30 days (this order
-  included, at least three orders) at ``ramp_ratio`` times its median order before
-  (at least three; ``models.features.RAMP_MIN_*``). A ramp scales every
+  included, at least three orders) at ``ramp_ratio`` times the 60th percentile of its
+  orders before (at least three; ``models.features.RAMP_*``). A ramp scales every
   line, so the statistic is the lower median over the order's families (a stricter
   ``ramp_single_ratio`` when only one has enough orders): one family's swing does
   not trip it, no single order needs to be over any size limit, and a burst of
@@ -58,8 +58,8 @@ class PatternScorer(BaseEstimator):
         self,
         min_prior_orders: int = 6,
         strength_ratio: float = 1.8,
-        ramp_ratio: float = 1.8,
-        ramp_single_ratio: float = 2.3,
+        ramp_ratio: float = 1.6,
+        ramp_single_ratio: float = 2.1,
         volume_ratio: float = 4.5,
         volume_single_ratio: float = 6.0,
         strength_grams_ratio: float = 3.0,
@@ -134,7 +134,8 @@ class PatternScorer(BaseEstimator):
 
 
 _RAMP = ("over the last 30 days, in {n} of this order's families, this registrant's "
-         "median order was {lo:.1f}x to {hi:.1f}x its median order before (lower median "
+         "median order was {lo:.1f}x to {hi:.1f}x the 60th percentile of its orders before "
+         "(lower median "
          "{low:.1f}x; limit {limit:g}x): a steady increase in order size, whatever the "
          "size of each order")
 _VOLUME = ("over the last 30 days this registrant bought {n} of this order's families at "

@@ -162,7 +162,8 @@ def _family(a, hist: RefHistory | None, t: float, day: int) -> FamilyFeatures:
     earlier = [u for ts, u in zip(times, units, strict=True) if ts <= t - 30 * 86400]
     size_trend = 0.0
     if len(recent) >= 3 and len(earlier) >= 3:
-        size_trend = _median(recent) / _median(earlier)
+        ranked = sorted(earlier)  # 60th percentile: the element at floor(0.6 n)
+        size_trend = _median(recent) / ranked[min(len(ranked) - 1, math.floor(0.6 * len(ranked)))]
     return FamilyFeatures(a, len(ring), mu, mg, su, sg, zu, zg, a.units / mu, a.grams / mg,
                           hist.peak, max(units), max(grams), w_units, w_orders, trend, size_trend)
 
