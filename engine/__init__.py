@@ -2,7 +2,8 @@
 
 The pure core (no Faust import) is ``Pipeline``: ``verify`` -> ``enrich`` ->
 profile (``RegistrantProfile``) -> scorers (``models``) -> ``decide``, one message
-in and exactly one ``Decision`` or ``Rejection`` out. Drivers:
+in and exactly one ``Decision`` or ``Rejection`` out; ``Pipeline.review`` applies an
+officer's ``Review`` of a held order (``engine.review``) and gives a ``ReviewRecord``. Drivers:
 ``engine.replay.replay`` (in process, over a feed file) and
 ``engine.stream.create_app`` (Faust; imported on demand, so the core stays free of it).
 
@@ -28,6 +29,8 @@ _WHERE = {
     "Rejected": "engine.records",
     "Rejection": "engine.records",
     "ReplaySummary": "engine.replay",
+    "Review": "engine.review",
+    "ReviewRecord": "engine.records",
     "VerifiedOrder": "engine.verify",
     "Verifier": "engine.verify",
     "build_pipeline": "engine.pipeline",
@@ -44,6 +47,8 @@ __all__ = [
     "Rejected",
     "Rejection",
     "ReplaySummary",
+    "Review",
+    "ReviewRecord",
     "VerifiedOrder",
     "Verifier",
     "build_pipeline",
