@@ -88,11 +88,13 @@ async def produce_and_count(bootstrap: str, signed: str, outputs: list[str],
 
 def run(work: Path, broker: EmbeddedBroker, messages: list[bytes], metrics: bool) -> dict:
     app_id = f"mcpu-{uuid.uuid4().hex[:8]}"
-    topics = [f"{t}-{app_id}" for t in ("signed", "decisions", "rejected", "rekeyed")]
+    topics = [f"{t}-{app_id}" for t in ("signed", "decisions", "rejected", "rekeyed",
+                                        "reviews", "reviewed")]
     config = work / f"{app_id}.toml"
     write_config(work / "som.toml", config, {
         "metrics": metrics, "input_topic": topics[0], "decisions_topic": topics[1],
-        "rejected_topic": topics[2], "rekey_topic": topics[3]})
+        "rejected_topic": topics[2], "rekey_topic": topics[3], "reviews_topic": topics[4],
+        "reviews_applied_topic": topics[5]})
     asyncio.run(ensure_topics(broker.url, [*topics, f"{app_id}-profiles-changelog"], 4))
     port = free_port()
     log = (work / f"{app_id}.log").open("wb")
@@ -130,6 +132,11 @@ def main() -> int:
         from connectors.synthetic import generate
 
         generate(work, seed=args.seed, registrants=args.registrants, days=args.days)
+    else:  # a cached feed: its config follows this version of the engine's keys
+        from connectors.synthetic.assemble import SUPPLIER
+        from connectors.synthetic.outputs import write_config as write_feed_config
+
+        write_feed_config(work, SUPPLIER["dea_number"])
     messages = list(read_feed(work / "feed.jsonl"))
     rows = []
     with EmbeddedBroker(log_path=work / "broker.log") as broker:

@@ -117,6 +117,11 @@ def ensure_feed(work: Path, seed: int, registrants: int, days: int) -> list[byte
         print(f"generating feed: {registrants} registrants x {days} days in {work}", flush=True)
         generate(work, seed=seed, registrants=registrants, days=days)
         print(f"  generated in {time.monotonic() - t0:.1f}s", flush=True)
+    else:  # a cached feed: its config follows this version of the engine's keys
+        from connectors.synthetic.assemble import SUPPLIER
+        from connectors.synthetic.outputs import write_config
+
+        write_config(work, SUPPLIER["dea_number"])
     return list(read_feed(work / "feed.jsonl"))
 
 
@@ -359,9 +364,12 @@ def run_once(
             "decisions_topic": f"{app_id}.decisions",
             "rejected_topic": f"{app_id}.rejected",
             "rekey_topic": f"{app_id}.rekeyed",
+            "reviews_topic": f"{app_id}.reviews",
+            "reviews_applied_topic": f"{app_id}.reviewed",
         }
         outs = [topics["decisions_topic"], topics["rejected_topic"]]
-        made = outs + [topics["rekey_topic"], f"{app_id}-profiles-changelog"]
+        made = outs + [topics["rekey_topic"], topics["reviews_topic"],
+                       topics["reviews_applied_topic"], f"{app_id}-profiles-changelog"]
         config = run_config(ctx.work, app_id, topics, metrics=kind != "engine_metrics_off")
         cmd = [
             sys.executable,

@@ -44,6 +44,12 @@ class KafkaSettings(_Frozen):
     heartbeat_interval_s: float = Field(1.0, gt=0)
     commit_interval_s: float = Field(1.0, gt=0, le=30)
 
+    def topics(self) -> list[str]:
+        """Every topic a worker reads or writes (the ``*_topic`` keys and the table's
+        changelog), for creating them with one partition count before it starts."""
+        named = [getattr(self, f) for f in type(self).model_fields if f.endswith("_topic")]
+        return [*named, f"{self.app_id}-profiles-changelog"]
+
 
 class VerificationSettings(_Frozen):
     supplier_dea: str = ""

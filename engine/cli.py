@@ -145,15 +145,7 @@ def worker(config_path, broker, web_port, partitions, app_id, loglevel) -> None:
         asyncio.run(
             ensure_topics(
                 k.broker,
-                [
-                    k.input_topic,
-                    k.rekey_topic,
-                    k.decisions_topic,
-                    k.rejected_topic,
-                    k.reviews_topic,
-                    k.reviews_applied_topic,
-                    f"{k.app_id}-profiles-changelog",
-                ],
+                k.topics(),
                 k.partitions,
                 k.replication_factor,
             )

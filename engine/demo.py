@@ -139,13 +139,8 @@ def _print(text: str) -> None:
 async def _demo(work: Path, broker: EmbeddedBroker, duration: float, web_port: int, rate: float):
     settings = load_settings(work / "som.toml")
     k = settings.kafka
-    topics = [
-        k.input_topic,
-        k.rekey_topic,
-        k.decisions_topic,
-        k.rejected_topic,
-        "som-demo-profiles-changelog",
-    ]
+    # the worker runs with --app-id som-demo: its changelog is som-demo-profiles-changelog
+    topics = k.model_copy(update={"app_id": "som-demo"}).topics()
     await ensure_topics(broker.url, topics, k.partitions)
     worker = subprocess.Popen(
         [

@@ -108,9 +108,16 @@ def configure(path: Path, **sections: dict) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+TOPIC_KEYS = ("input_topic", "decisions_topic", "rejected_topic", "rekey_topic",
+              "reviews_topic", "reviews_applied_topic")
+
+
 def isolated_topics(config: Path, app_id: str, **kafka) -> list[str]:
-    """Give a test run its own topic names; returns [signed, decisions, rejected, rekeyed]."""
-    topics = [f"{t}-{app_id}" for t in ("signed", "decisions", "rejected", "rekeyed")]
-    configure(config, kafka={"input_topic": topics[0], "decisions_topic": topics[1],
-                             "rejected_topic": topics[2], "rekey_topic": topics[3], **kafka})
+    """Give a test run its own topic names (every ``[kafka] *_topic`` key), in the order
+    of ``TOPIC_KEYS``: [signed, decisions, rejected, rekeyed, reviews, reviews applied]."""
+    from config.settings import KafkaSettings
+
+    assert set(TOPIC_KEYS) == {f for f in KafkaSettings.model_fields if f.endswith("_topic")}
+    topics = [f"{key.removesuffix('_topic')}-{app_id}" for key in TOPIC_KEYS]
+    configure(config, kafka={**dict(zip(TOPIC_KEYS, topics, strict=True)), **kafka})
     return topics

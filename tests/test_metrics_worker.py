@@ -19,7 +19,15 @@ from connectors.feed import read_feed
 from connectors.kafka_admin import ensure_topics
 from engine.keys import purchaser_key
 from tests import support
-from tests.streamtools import collect, metric_value, produce, start_worker, stop_worker
+from tests.streamtools import (
+    collect,
+    configure,
+    isolated_topics,
+    metric_value,
+    produce,
+    start_worker,
+    stop_worker,
+)
 from tests.support import PURCHASERS, SUPPLIER, build_feed
 from tests.test_metrics import REQUIRED, families
 
@@ -29,7 +37,7 @@ pytestmark = pytest.mark.broker
 @dataclass
 class Running:
     feed: support.TestFeed
-    topics: list[str]  # signed, decisions, rejected, rekeyed
+    topics: list[str]  # streamtools.TOPIC_KEYS order: signed, decisions, rejected, ...
     port: int
     proc: object
     log: Path
@@ -60,13 +68,9 @@ def running_worker(broker, tmp_path: Path, metrics: bool = True, ready_timeout: 
     tf = build_feed(tmp_path)
     k = load_settings(tf.config).kafka
     app_id = f"som-mt-{uuid.uuid4().hex[:8]}"
-    topics = [f"{t}-{app_id}" for t in ("signed", "decisions", "rejected", "rekeyed")]
-    text = tf.config.read_text().replace("[kafka]\n", (
-        f'[kafka]\ninput_topic = "{topics[0]}"\ndecisions_topic = "{topics[1]}"\n'
-        f'rejected_topic = "{topics[2]}"\nrekey_topic = "{topics[3]}"\n'))
+    topics = isolated_topics(tf.config, app_id)
     if not metrics:
-        text += "[web]\nmetrics = false\n"
-    tf.config.write_text(text)
+        configure(tf.config, web={"metrics": False})
     asyncio.run(ensure_topics(broker.url, topics + [f"{app_id}-profiles-changelog"],
                               k.partitions))
     log = tmp_path / "worker.log"

@@ -45,7 +45,7 @@ def promtool(tools, *args: str, cwd: Path | None = None) -> str:
 
 
 def test_rules_file_passes_promtool_check(tools):
-    assert "SUCCESS: 12 rules found" in promtool(tools, "check", "rules", str(RULES))
+    assert f"SUCCESS: {_rule_count()} rules found" in promtool(tools, "check", "rules", str(RULES))
 
 
 def test_alert_rules_fire_as_specified(tools):
@@ -56,6 +56,10 @@ def test_alert_rules_fire_as_specified(tools):
 
 def test_example_scrape_config_is_valid(tools):
     promtool(tools, "check", "config", str(RULES.parent / "prometheus.yml"))
+
+
+def _rule_count() -> int:
+    return len(re.findall(r"^\s*- alert: ", RULES.read_text(), flags=re.MULTILINE))
 
 
 def _dashboard_queries() -> dict[str, list[str]]:
@@ -150,7 +154,7 @@ def test_real_prometheus_scrapes_the_worker_and_counts_the_batch(tools, broker, 
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/rules", timeout=5) as r:
                 groups = json.loads(r.read())["data"]["groups"]
             rules = [rule for g in groups for rule in g["rules"]]
-            assert len(rules) == 11
+            assert len(rules) == _rule_count()
             _wait(lambda: all(_rule_health(port).values()), 10, "rules evaluated", data)
         finally:
             stop_process(prom, 10)

@@ -14,6 +14,7 @@ from engine.records import Decision
 from engine.replay import replay
 from tests.streamtools import (
     collect,
+    isolated_topics,
     metric_value,
     produce,
     scrape,
@@ -35,10 +36,7 @@ def _run(broker, tmp_path, key_for):
     tf = build_feed(tmp_path)
     k = load_settings(tf.config).kafka
     app_id = f"som-test-{uuid.uuid4().hex[:8]}"
-    topics = [f"{t}-{app_id}" for t in ("signed", "decisions", "rejected", "rekeyed")]
-    tf.config.write_text(tf.config.read_text().replace("[kafka]\n", (
-        f'[kafka]\ninput_topic = "{topics[0]}"\ndecisions_topic = "{topics[1]}"\n'
-        f'rejected_topic = "{topics[2]}"\nrekey_topic = "{topics[3]}"\n')))
+    topics = isolated_topics(tf.config, app_id)
     asyncio.run(ensure_topics(broker.url, topics + [f"{app_id}-profiles-changelog"],
                               k.partitions))
     messages = list(read_feed(tf.feed))

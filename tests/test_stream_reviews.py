@@ -84,24 +84,15 @@ def sample(text: str, name: str, **labels) -> float:
 def test_worker_applies_reviews_and_a_cleared_hold_releases_its_repeat(broker, tmp_path):
     tf = build_feed(tmp_path, weeks=WEEKS, bad=False)
     app_id = f"som-rv-{uuid.uuid4().hex[:8]}"
-    reviews_topic, applied_topic = f"reviews-{app_id}", f"applied-{app_id}"
-    signed, decided, rejected, rekeyed = isolated_topics(
-        tf.config, app_id, reviews_topic=reviews_topic, reviews_applied_topic=applied_topic
+    signed, decided, rejected, rekeyed, reviews_topic, applied_topic = isolated_topics(
+        tf.config, app_id
     )
     k = load_settings(tf.config).kafka
     assert k.partitions == 2
     asyncio.run(
         ensure_topics(
             broker.url,
-            [
-                signed,
-                decided,
-                rejected,
-                rekeyed,
-                reviews_topic,
-                applied_topic,
-                f"{app_id}-profiles-changelog",
-            ],
+            k.topics(),
             k.partitions,
         )
     )
