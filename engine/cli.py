@@ -367,6 +367,76 @@ def _messages(files, feeds, at, settings: Settings):
     return items_from(files, feeds, at or received, at)  # a feed is history: signing time
 
 
+@main.command("review")
+@click.option("--order", "order_number", required=True, help="Order number of the held order.")
+@click.option("--dea", "purchaser_dea", required=True, help="Purchaser DEA number.")
+@click.option("--outcome", type=click.Choice(["cleared", "reported"]), required=True,
+              help="cleared: suspicion dispelled, it may ship; reported: reported to DEA.")
+@click.option("--reviewer", required=True, help="The case system's id of the officer.")
+@click.option("--note", default="", help="Free text for the audit trail.")
+@click.option("--at", "reviewed_at", default=None,
+              help="When the review was decided (ISO-8601 with offset; default: now).")
+@click.option("--broker", default=None, help="Kafka URL (default: [kafka] broker).")
+@click.option("--print", "print_only", is_flag=True,
+              help="Write the message to standard output (a line for `som replay "
+              "--reviews`) instead of publishing it.")
+@CONFIG_OPTION
+def review_cmd(order_number, purchaser_dea, outcome, reviewer, note, reviewed_at, broker,
+               print_only, config_path) -> None:
+    """Publish an officer's review of a held order to the reviews topic.
+
+    For teams without a case-system integration: the message is the one the case system
+    would send, keyed by the purchaser's DEA number; the worker answers on
+    reviews.applied (or orders.rejected).
+    """
+    import asyncio
+    import json
+    from datetime import UTC, datetime
+
+    from engine.records import Rejected
+    from engine.review import parse_review
+
+    body = {"order_number": order_number, "purchaser_dea": purchaser_dea, "outcome": outcome,
+            "reviewed_at": reviewed_at or datetime.now(UTC).isoformat(timespec="seconds")
+            .replace("+00:00", "Z"), "reviewer": reviewer}
+    if note:
+        body["note"] = note
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    try:
+        parse_review(raw)
+    except Rejected as exc:  # name the flag behind the field
+        flag = {"order_number": "--order", "purchaser_dea": "--dea", "reviewed_at": "--at",
+                "reviewer": "--reviewer", "note": "--note"}
+        hint = next((f for k, f in flag.items() if f"'{k}'" in exc.detail), None)
+        raise click.BadParameter(exc.detail, param_hint=hint) from None
+    if print_only:
+        click.echo(raw.decode())
+        return
+    settings = settings_from(config_path, kafka={"broker": broker})
+    k = settings.kafka
+    try:
+        where = asyncio.run(_publish(k.broker, k.reviews_topic, purchaser_dea.encode(), raw))
+    except Exception as exc:
+        raise click.ClickException(f"could not publish to {k.reviews_topic} at {k.broker}: "
+                                   f"{type(exc).__name__}: {exc}") from None
+    click.echo(json.dumps({"topic": k.reviews_topic, **where, "review": body}))
+
+
+async def _publish(broker: str, topic: str, key: bytes, value: bytes) -> dict:
+    from aiokafka import AIOKafkaProducer
+
+    from connectors.kafka_admin import bootstrap_servers
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(broker),
+                                request_timeout_ms=10_000)
+    await producer.start()
+    try:
+        meta = await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+    return {"partition": meta.partition, "offset": meta.offset}
+
+
 @main.command("verify")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--feed", "feeds", multiple=True, type=click.Path(dir_okay=False),

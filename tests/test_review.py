@@ -12,6 +12,7 @@ from engine.pipeline import Received, build_pipeline
 from engine.profile import RegistrantProfile
 from engine.records import Decision, Rejection, RejectReason, ReviewRecord
 from engine.replay import replay
+from engine.review import parse_review
 from tests.support import PURCHASERS, START, build_feed, order, payload
 
 WEEKS = 20
@@ -225,3 +226,19 @@ def test_a_review_dated_before_its_order_was_signed_is_rejected(held):
     out = pipeline.review(review(spike.order_number, "cleared", START), profiles)
     assert isinstance(out, Rejection) and out.reason == RejectReason.MALFORMED
     assert "'reviewed_at'" in out.detail and "before order" in out.detail
+
+
+def test_som_review_print_writes_a_replayable_line_and_names_a_bad_flag():
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "engine.cli", "review", "--order", "25X00A123", "--outcome",
+            "cleared", "--reviewer", "officer-17", "--print"]
+    ok = subprocess.run([*base, "--dea", PURCHASERS[0], "--at", "2025-06-03T14:00:00Z"],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    parsed = parse_review(ok.stdout.strip().encode())
+    assert (parsed.purchaser_dea, parsed.reviewed_at) == (PURCHASERS[0], "2025-06-03T14:00:00Z")
+    bad = subprocess.run([*base, "--dea", "BP1234560"], capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and "--dea" in bad.stderr and "DEA number" in bad.stderr

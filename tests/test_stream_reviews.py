@@ -203,3 +203,24 @@ def test_worker_applies_reviews_and_a_cleared_hold_releases_its_repeat(broker, t
     # som_orders_rejected_total counts orders: received = decisions + rejections holds
     assert sample(text, "som_orders_rejected_total") == 0
     assert sample(text, "som_orders_received_total") == len(messages) + 1
+
+
+def test_som_review_publishes_a_review_keyed_by_the_purchaser(broker, tmp_path):
+    import subprocess
+    import sys
+
+    tf = build_feed(tmp_path, weeks=3, bad=False)
+    app_id = f"som-rc-{uuid.uuid4().hex[:8]}"
+    topics = isolated_topics(tf.config, app_id)
+    cmd = [sys.executable, "-m", "engine.cli", "review", "--order", "25X00A123", "--dea", DEA,
+           "--outcome", "reported", "--reviewer", "officer-17", "--note", "called the DEA",
+           "--broker", broker.url, "--config", str(tf.config)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    assert printed["topic"] == topics[4]
+    (record,) = asyncio.run(read_raw(broker.bootstrap, topics[4], 1))
+    assert record.key == DEA.encode() and record.partition == printed["partition"]
+    sent = json.loads(record.value)
+    assert sent["outcome"] == "reported" and sent["note"] == "called the DEA"
+    assert sent == printed["review"]
