@@ -128,23 +128,15 @@ def apply_review(
     ``Rejected`` (``review_unknown_order``) when the engine never monitored the order
     for this purchaser (or forgot it: order identities are kept ``SEEN_DAYS``).
     """
-    if profile is None or profile.seen_as(review.order_number) is None:
-        raise Rejected(
-            RejectReason.REVIEW_UNKNOWN_ORDER,
-            f"no order {review.order_number} from this purchaser was monitored in the "
-            f"last {SEEN_DAYS} days",
-            order_number=review.order_number,
-            purchaser_dea=review.purchaser_dea,
-        )
-    signed_day = profile.seen[review.order_number][0]
-    if review.reviewed_at[:10] < _iso_day(signed_day):
-        raise Rejected(
-            RejectReason.MALFORMED,
-            f"review field 'reviewed_at' ({review.reviewed_at}) is before order "
-            f"{review.order_number} was signed ({_iso_day(signed_day)})",
-            order_number=review.order_number,
-            purchaser_dea=review.purchaser_dea,
-        )
+    number = review.order_number
+    if profile is None or profile.seen_as(number) is None:
+        raise _refused(review, RejectReason.REVIEW_UNKNOWN_ORDER, f"no order {number} from "
+                       f"this purchaser was monitored in the last {SEEN_DAYS} days")
+    signed_on = _iso_day(profile.seen[number][0])
+    if review.reviewed_at[:10] < signed_on:
+        raise _refused(review, RejectReason.MALFORMED, f"review field 'reviewed_at' "
+                       f"({review.reviewed_at}) is before order {number} was signed "
+                       f"({signed_on})")
     out = []
     for family, case in profile.review_cases(
         review.order_number, review.outcome, review.reviewed_at
@@ -160,6 +152,11 @@ def apply_review(
             "holds_repeats_through": _iso_day(until - 1) if until > case[0] else None,
         })
     return out
+
+
+def _refused(review: Review, reason: RejectReason, detail: str) -> Rejected:
+    return Rejected(reason, detail, order_number=review.order_number,
+                    purchaser_dea=review.purchaser_dea)
 
 
 def _iso_day(day: int) -> str:
