@@ -1,4 +1,5 @@
-"""Topic set-up on any Kafka-protocol broker: create what is missing, check what exists.
+"""Topic set-up on any Kafka-protocol broker: create what is missing, check what exists;
+and ``publish_one`` for the CLI's single messages (an officer's review).
 
 A table's changelog must have as many partitions as its source topic (DESIGN.md
 section 4), so an existing topic with another partition count is an error that
@@ -12,7 +13,7 @@ import asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-__all__ = ["ensure_topics", "bootstrap_servers", "TopicError"]
+__all__ = ["ensure_topics", "bootstrap_servers", "publish_one", "TopicError"]
 
 
 class TopicError(RuntimeError):
@@ -72,3 +73,17 @@ async def ensure_topics(
             )
     finally:
         await admin.close()
+
+
+async def publish_one(broker_url: str, topic: str, key: bytes, value: bytes) -> dict:
+    """Send one message and wait for it: its ``{"partition", "offset"}``."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(broker_url),
+                                request_timeout_ms=10_000)
+    await producer.start()
+    try:
+        meta = await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+    return {"partition": meta.partition, "offset": meta.offset}

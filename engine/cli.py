@@ -393,6 +393,7 @@ def review_cmd(order_number, purchaser_dea, outcome, reviewer, note, reviewed_at
     import json
     from datetime import UTC, datetime
 
+    from connectors.kafka_admin import publish_one
     from engine.records import Rejected
     from engine.review import parse_review
 
@@ -415,26 +416,11 @@ def review_cmd(order_number, purchaser_dea, outcome, reviewer, note, reviewed_at
     settings = settings_from(config_path, kafka={"broker": broker})
     k = settings.kafka
     try:
-        where = asyncio.run(_publish(k.broker, k.reviews_topic, purchaser_dea.encode(), raw))
+        where = asyncio.run(publish_one(k.broker, k.reviews_topic, purchaser_dea.encode(), raw))
     except Exception as exc:
         raise click.ClickException(f"could not publish to {k.reviews_topic} at {k.broker}: "
                                    f"{type(exc).__name__}: {exc}") from None
     click.echo(json.dumps({"topic": k.reviews_topic, **where, "review": body}))
-
-
-async def _publish(broker: str, topic: str, key: bytes, value: bytes) -> dict:
-    from aiokafka import AIOKafkaProducer
-
-    from connectors.kafka_admin import bootstrap_servers
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(broker),
-                                request_timeout_ms=10_000)
-    await producer.start()
-    try:
-        meta = await producer.send_and_wait(topic, value, key=key)
-    finally:
-        await producer.stop()
-    return {"partition": meta.partition, "offset": meta.offset}
 
 
 @main.command("verify")

@@ -3,7 +3,9 @@
 Starts the embedded broker and a ``som worker`` subprocess, publishes a
 generated signed feed keyed by purchaser DEA number, follows ``decisions`` and
 ``orders.rejected``, shows a live progress line and every HOLD with its
-reasons, and stops everything cleanly after ``--duration`` or on Ctrl-C.
+reasons, and stops everything cleanly after ``--duration`` or on Ctrl-C. Once
+every message is decided, a demo officer clears the first hold for size
+(``orders.reviews``) and the worker's record on ``reviews.applied`` is shown.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from config import load_settings
 from connectors.feed import read_feed
-from connectors.kafka_admin import ensure_topics
+from connectors.kafka_admin import ensure_topics, publish_one
 from connectors.tansu import EmbeddedBroker, stop_process
 from engine.keys import purchaser_key
 
@@ -61,6 +64,8 @@ class _Tally:
         self.rejections = Counter()
         self.sent = 0
         self.t0 = time.monotonic()
+        self.size_hold: dict | None = None  # the first HOLD for size: the demo reviews it
+        self.review: dict | None = None  # its record from reviews.applied
 
     @property
     def done(self) -> int:
@@ -97,6 +102,9 @@ async def _produce(bootstrap: str, topic: str, messages: list[bytes], rate: floa
         await producer.stop()
 
 
+_SIZE_CODES = ("size_own", "size_peer", "pattern_strength")  # holds that open a case
+
+
 async def _follow(bootstrap: str, topics: list[str], decisions_topic: str, tally: _Tally):
     consumer = AIOKafkaConsumer(
         *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
@@ -108,6 +116,13 @@ async def _follow(bootstrap: str, topics: list[str], decisions_topic: str, tally
             for tp, records in batch.items():
                 for rec in records:
                     body = json.loads(rec.value)
+                    if body.get("record") == "review":
+                        tally.review = body
+                        cases = ", ".join(f"{c['family']} held {c['held_on']}"
+                                          for c in body["cases"]) or "none"
+                        _print(f"REVIEW {body['outcome']} {body['order_number']} purchaser "
+                               f"{_mask(body['purchaser_dea'])}: cases closed: {cases}")
+                        continue
                     if tp.topic != decisions_topic:
                         tally.rejections[body["reason"]] += 1
                         continue
@@ -115,6 +130,8 @@ async def _follow(bootstrap: str, topics: list[str], decisions_topic: str, tally
                     if body["decision"] == "HOLD":
                         first = body["reasons"][0]
                         tally.holds[first["code"]] += 1
+                        if tally.size_hold is None and first["code"] in _SIZE_CODES:
+                            tally.size_hold = body
                         why = "; ".join(f"{r['code']}: {r['detail']}" for r in body["reasons"])
                         _print(
                             f"HOLD {body['order_number']} purchaser {_mask(body['purchaser_dea'])}"
@@ -173,12 +190,14 @@ async def _demo(work: Path, broker: EmbeddedBroker, duration: float, web_port: i
         asyncio.create_task(_produce(broker.bootstrap, k.input_topic, messages, rate, tally)),
         asyncio.create_task(
             _follow(
-                broker.bootstrap, [k.decisions_topic, k.rejected_topic], k.decisions_topic, tally
+                broker.bootstrap, [k.decisions_topic, k.rejected_topic, k.reviews_applied_topic],
+                k.decisions_topic, tally,
             )
         ),
     ]
     deadline = time.monotonic() + duration
     last_plain = 0.0
+    reviewed = False
     try:
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
@@ -186,6 +205,8 @@ async def _demo(work: Path, broker: EmbeddedBroker, duration: float, web_port: i
                 print(f"\nworker exited with code {worker.returncode}; see {work / 'worker.log'}")
                 return 1
             _status["line"] = tally.line()
+            if not reviewed and tally.sent == len(messages) and tally.done == tally.sent:
+                reviewed = await _review_first_size_hold(broker.url, k.reviews_topic, tally)
             if sys.stderr.isatty():
                 sys.stderr.write("\r\x1b[2K" + _status["line"])
                 sys.stderr.flush()
@@ -202,7 +223,26 @@ async def _demo(work: Path, broker: EmbeddedBroker, duration: float, web_port: i
     print(f"rejections by reason: {dict(tally.rejections)}")
     accounted = tally.done == tally.sent
     print(f"every published message accounted for: {accounted} ({tally.done}/{tally.sent})")
+    if reviewed:
+        print(f"officer's review applied: {tally.review is not None}")
     return 0
+
+
+async def _review_first_size_hold(broker_url: str, topic: str, tally: _Tally) -> bool:
+    """A demo officer clears the first hold for size, the day after it was signed."""
+    hold = tally.size_hold
+    if hold is None:
+        return True  # nothing to review
+    signed = datetime.fromisoformat(hold["signed_at"].replace("Z", "+00:00"))
+    review = {"order_number": hold["order_number"], "purchaser_dea": hold["purchaser_dea"],
+              "outcome": "cleared", "reviewer": "demo-officer",
+              "reviewed_at": (signed + timedelta(days=1)).isoformat().replace("+00:00", "Z"),
+              "note": "demo: invoice and dispensing data checked"}
+    _print(f"officer clears {hold['order_number']} (held for {hold['reasons'][0]['code']}) "
+           f"on {topic}")
+    await publish_one(broker_url, topic, hold["purchaser_dea"].encode(),
+                      json.dumps(review).encode())
+    return True
 
 
 def run_demo(
