@@ -9,7 +9,8 @@ misleads; the robust z is still computed and shown. The "largest recent order"
 term means a registrant that has legitimately bought this much before is not
 held for doing it again. But a *held* order is not a legitimate purchase yet: an order
 at ``repeat_ratio`` of a family's order held in the last ``repeat_days`` days
-(``size_repeat_held``) is held with it. With fewer than ``min_orders`` orders of a family, the
+(``size_repeat_held``) is held with it, until an officer's review clears the held order
+(60 days once reported; ``engine.review``). With fewer than ``min_orders`` orders of a family, the
 peer group's baseline from ``som train`` judges instead (a cold start when the
 registrant itself is new, said so in the finding).
 """
