@@ -4,6 +4,8 @@ import json
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from config import load_settings
 from connectors.feed import read_feed
@@ -242,3 +244,28 @@ def test_som_review_print_writes_a_replayable_line_and_names_a_bad_flag():
     bad = subprocess.run([*base, "--dea", "BP1234560"], capture_output=True, text=True,
                          timeout=60)
     assert bad.returncode == 2 and "--dea" in bad.stderr and "DEA number" in bad.stderr
+
+
+_REVIEWS = st.lists(st.tuples(st.sampled_from(["cleared", "reported"]),
+                              st.integers(0, 5)), min_size=1, max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(reviews=_REVIEWS, order=st.randoms(use_true_random=False))
+def test_the_standing_review_does_not_depend_on_arrival_order(reviews, order):
+    """Whatever order reviews arrive in, the newest (reported on a tie) stands."""
+    def standing(sequence):
+        p = RegistrantProfile()
+        p.apply("25X000001", 20000, "aa", [("oxycodone", 100.0, 0.9, 1350.0)])
+        p.note_hold("oxycodone", 20000, 100.0, 0.9, "25X000001", "size_own")
+        for outcome, hour in sequence:
+            p.review_cases("25X000001", outcome, f"2024-10-02T{hour:02d}:00:00Z")
+        return p.held["oxycodone"][0][5:], p.open_cases("oxycodone", 20003, 7)
+
+    shuffled = list(reviews)
+    order.shuffle(shuffled)
+    (outcome, at), still_open = standing(shuffled)
+    best = max(reviews, key=lambda r: (r[1], r[0] == "reported"))
+    assert (outcome, at) == (best[0], f"2024-10-02T{best[1]:02d}:00:00Z")
+    assert bool(still_open) == (best[0] == "reported")
+    assert standing(reviews) == standing(shuffled)
