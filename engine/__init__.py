@@ -3,7 +3,8 @@
 The pure core (no Faust import) is ``Pipeline``: ``verify`` -> ``enrich`` ->
 profile (``RegistrantProfile``) -> scorers (``models``) -> ``decide``, one message
 in and exactly one ``Decision`` or ``Rejection`` out; ``Pipeline.review`` applies an
-officer's ``Review`` of a held order (``engine.review``) and gives a ``ReviewRecord``. Drivers:
+officer's ``Review`` of a held order (``engine.review``) and gives a ``ReviewRecord``;
+``engine.explain`` lists every finding behind one decision. Drivers:
 ``engine.replay.replay`` (in process, over a feed file) and
 ``engine.stream.create_app`` (Faust; imported on demand, so the core stays free of it).
 

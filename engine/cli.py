@@ -367,6 +367,67 @@ def _messages(files, feeds, at, settings: Settings):
     return items_from(files, feeds, at or received, at)  # a feed is history: signing time
 
 
+@main.command("explain")
+@click.argument("feed", type=click.Path(dir_okay=False))
+@click.argument("order_number")
+@click.option("--dea", "purchaser_dea", default=None,
+              help="Purchaser DEA number (when purchasers reuse an order number).")
+@CONFIG_OPTION
+@click.option("--models", "models_dir", type=click.Path(file_okay=False),
+              help="Trained model artifacts (som train), as the worker used them.")
+@click.option("--reviews", "reviews_path", type=click.Path(dir_okay=False),
+              help="Officers' reviews to apply in time, as in `som replay --reviews`.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@trust_options
+def explain_cmd(feed, order_number, purchaser_dea, config_path, models_dir, reviews_path,
+                as_json, trust_dir, intermediates_dir, crl_dir, catalog_path, supplier_dea,
+                at_time) -> None:
+    """Every finding behind one order's decision, the ones that did not hold included.
+
+    Replays FEED through the core up to ORDER_NUMBER (the feed as the worker read it, with
+    the same configuration and models: the decision's config_version and model_version
+    say which) and prints its decision with each score, limit, factor and sentence.
+    """
+    import json
+
+    from connectors.feed import read_feed
+    from engine.explain import explain_order, format_rows
+
+    if not Path(feed).is_file():
+        raise click.BadParameter(f"feed file {feed} does not exist", param_hint="FEED")
+    reviews = None
+    if reviews_path:
+        if not Path(reviews_path).is_file():
+            raise click.BadParameter(f"reviews file {reviews_path} does not exist",
+                                     param_hint="--reviews")
+        with open(reviews_path, "rb") as fh:
+            reviews = [line.strip() for line in fh if line.strip()]
+    overrides = trust_overrides(trust_dir, intermediates_dir, crl_dir, catalog_path, supplier_dea)
+    overrides["verification"]["time_rules_at"] = "signed"  # a feed is history
+    if models_dir:
+        overrides["scoring"] = {"models_dir": str(Path(models_dir).resolve())}
+    pipeline = load_pipeline(settings_from(config_path, **overrides), parse_at(at_time))
+    found = explain_order(pipeline, read_feed(feed), order_number, purchaser_dea, reviews)
+    if not found:
+        who = f" from {purchaser_dea}" if purchaser_dea else ""
+        raise click.BadParameter(f"no message for order {order_number}{who} in {feed}",
+                                 param_hint="ORDER_NUMBER")
+    for ex in found:
+        if as_json:
+            click.echo(json.dumps(ex.to_dict()))
+            continue
+        o = ex.outcome
+        if hasattr(o, "decision"):
+            click.echo(f"{o.decision} {o.order_number} purchaser {o.purchaser_dea} signed "
+                       f"{o.signed_at}  {o.model_version} {o.config_version}")
+            click.echo(format_rows(ex.findings) if ex.findings else
+                       "(a redelivery: the decision recorded for the first delivery)")
+        else:
+            click.echo(f"REJECTED {o.order_number} purchaser {o.purchaser_dea}: {o.reason}: "
+                       f"{o.detail}")
+        click.echo("")
+
+
 @main.command("review")
 @click.option("--order", "order_number", required=True, help="Order number of the held order.")
 @click.option("--dea", "purchaser_dea", required=True, help="Purchaser DEA number.")

@@ -97,6 +97,7 @@ class Pipeline:
         self.peers = peers  # trained PeerBaselines, or None (no peer comparison)
         self.policy = policy or Policy()
         self.on_context = None  # som train: called with every OrderContext
+        self.on_findings = None  # som explain: (order number, ctx, every finding) per order
         self.config_version = settings.config_version
         self.model_version = _model_version(scorers, artifacts_version)
         self._judge_at_receipt = settings.verification.time_rules_at == "received"
@@ -253,6 +254,8 @@ class Pipeline:
         findings = []
         for part in p.parts:
             findings.extend(part if part is not None else (forest_findings or ()))
+        if self.on_findings is not None:
+            self.on_findings(order.order_number, ctx, findings)
         verdict, reasons, scores = decide(findings, self.policy, dea)
         decision = Decision(
             order_number=order.order_number,

@@ -71,7 +71,8 @@ def replay(
     Messages go through in micro-batches of ``batch`` (the isolation forest scores a
     batch's rows at once); outcomes are the same as one message at a time, in order.
     ``reviews`` (messages of the reviews topic) are applied in time with the orders;
-    each gives a ReviewRecord (to ``reviews_out``) or a Rejection.
+    each gives a ReviewRecord (to ``reviews_out``) or a Rejection (to ``rejections_out``),
+    counted in the summary; ``on_outcome`` sees the orders' outcomes only.
     """
     profiles = {} if profiles is None else profiles
     summary = ReplaySummary()
@@ -128,10 +129,8 @@ def _replay_with_reviews(pipeline, messages, reviews, profiles, summary, batch, 
             else:
                 summary.reviews_rejected += 1
                 out = rejections_out
-            if out is not None:
+            if out is not None:  # on_outcome is for orders' outcomes only
                 out.write(dumps(outcome) + b"\n")
-            if on_outcome is not None:
-                on_outcome(outcome)
 
     for raw in messages:
         received = Received.now()
