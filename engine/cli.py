@@ -156,6 +156,26 @@ def worker(config_path, broker, web_port, partitions, app_id, loglevel) -> None:
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
+def _reviews_file(path: str | None) -> list[bytes] | None:
+    """The messages of a reviews file (one JSON object per line), or None without one."""
+    if not path:
+        return None
+    if not Path(path).is_file():
+        raise click.BadParameter(f"reviews file {path} does not exist", param_hint="--reviews")
+    with open(path, "rb") as fh:
+        return [line.strip() for line in fh if line.strip()]
+
+
+def _history_pipeline(feed, config_path, models_dir, judge_at, overrides: dict):
+    """The core for replaying FEED as history: time rules as of each order's signing."""
+    if not Path(feed).is_file():
+        raise click.BadParameter(f"feed file {feed} does not exist", param_hint="FEED")
+    overrides["verification"]["time_rules_at"] = "signed"  # a feed is history
+    if models_dir:
+        overrides["scoring"] = {"models_dir": str(Path(models_dir).resolve())}
+    return load_pipeline(settings_from(config_path, **overrides), judge_at)
+
+
 @main.command("replay")
 @click.argument("feed", type=click.Path(dir_okay=False))
 @CONFIG_OPTION
@@ -212,21 +232,9 @@ def replay_cmd(
     from connectors.feed import read_feed
     from engine.replay import default_rejections_path, default_reviews_path, replay
 
-    if not Path(feed).is_file():
-        raise click.BadParameter(f"feed file {feed} does not exist", param_hint="FEED")
-    reviews = None
-    if reviews_path:
-        if not Path(reviews_path).is_file():
-            raise click.BadParameter(f"reviews file {reviews_path} does not exist",
-                                     param_hint="--reviews")
-        with open(reviews_path, "rb") as fh:
-            reviews = [line.strip() for line in fh if line.strip()]
-    overrides = trust_overrides(trust_dir, intermediates_dir, crl_dir, catalog_path, supplier_dea)
-    overrides["verification"]["time_rules_at"] = "signed"  # a feed is history
-    if models_dir:
-        overrides["scoring"] = {"models_dir": str(Path(models_dir).resolve())}
-    settings = settings_from(config_path, **overrides)
-    pipeline = load_pipeline(settings, parse_at(at_time))
+    reviews = _reviews_file(reviews_path)
+    pipeline = _history_pipeline(feed, config_path, models_dir, parse_at(at_time), trust_overrides(
+        trust_dir, intermediates_dir, crl_dir, catalog_path, supplier_dea))
     if out_path and not rejected_path:
         rejected_path = default_rejections_path(out_path)
     if reviews is not None and out_path and not reviews_out_path:
@@ -393,20 +401,9 @@ def explain_cmd(feed, order_number, purchaser_dea, config_path, models_dir, revi
     from connectors.feed import read_feed
     from engine.explain import explain_order, format_rows
 
-    if not Path(feed).is_file():
-        raise click.BadParameter(f"feed file {feed} does not exist", param_hint="FEED")
-    reviews = None
-    if reviews_path:
-        if not Path(reviews_path).is_file():
-            raise click.BadParameter(f"reviews file {reviews_path} does not exist",
-                                     param_hint="--reviews")
-        with open(reviews_path, "rb") as fh:
-            reviews = [line.strip() for line in fh if line.strip()]
-    overrides = trust_overrides(trust_dir, intermediates_dir, crl_dir, catalog_path, supplier_dea)
-    overrides["verification"]["time_rules_at"] = "signed"  # a feed is history
-    if models_dir:
-        overrides["scoring"] = {"models_dir": str(Path(models_dir).resolve())}
-    pipeline = load_pipeline(settings_from(config_path, **overrides), parse_at(at_time))
+    reviews = _reviews_file(reviews_path)
+    pipeline = _history_pipeline(feed, config_path, models_dir, parse_at(at_time), trust_overrides(
+        trust_dir, intermediates_dir, crl_dir, catalog_path, supplier_dea))
     found = explain_order(pipeline, read_feed(feed), order_number, purchaser_dea, reviews)
     if not found:
         who = f" from {purchaser_dea}" if purchaser_dea else ""
