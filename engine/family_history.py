@@ -71,7 +71,7 @@ class FamilyHistory:
 
     __slots__ = (
         "days", "first_day", "last_day", "ring", "peak", "_anchor", "_sums", "_text", "_closed",
-        "_spans", "_cols", "_live", "_keys",
+        "_spans", "_cols", "_live", "_keys", "_ring_text",
     )
 
     def __init__(self) -> None:
@@ -88,6 +88,8 @@ class FamilyHistory:
         self._closed: tuple[int, str] | None = None  # JSON of the first n buckets, unchanged
         self._spans: tuple[int, tuple] | None = None  # (day, spans(day)) until the next change
         self._cols: tuple | None = None  # ring columns (see ``columns``) until rebuilt
+        # JSON of each ring entry, aligned with ``ring``; None for one not encoded yet
+        self._ring_text: list[str | None] | None = None
 
     def window(self, day: int, width: int) -> tuple[float, float, float, float]:
         """(units, grams, mme, orders) over the days (day - width, day]."""
@@ -163,6 +165,11 @@ class FamilyHistory:
             ts = int(day * 86400 if t is None else t)
             ring.append([ts, units, grams])
             old = ring.pop(0) if len(ring) > RING else None
+            texts = self._ring_text
+            if texts is not None:  # the new entry is encoded by the next state_json
+                texts.append(None)
+                if old is not None:
+                    del texts[0]
             cols = self._cols
             if cols is not None:
                 times, runits, su, sg = cols[0], cols[1], cols[2], cols[3]
@@ -275,14 +282,25 @@ class FamilyHistory:
             buckets = f"[{closed[1]},{last}]" if closed else f"[{last}]"
             self._text = (
                 f"[{_enc(self.first_day)},{_enc(self.last_day)},{buckets},"
-                f"{_enc(self.ring)},{_enc(self.peak)}]"
+                f"{self._ring_json()},{_enc(self.peak)}]"
             )
         return self._text
+
+    def _ring_json(self) -> str:
+        """``_enc(self.ring)`` from each entry's kept JSON: entries only ever join at the end."""
+        ring, texts = self.ring, self._ring_text
+        if texts is None or len(texts) != len(ring):
+            texts = self._ring_text = [None] * len(ring)
+        i = len(texts) - 1
+        while i >= 0 and texts[i] is None:
+            texts[i] = _enc(ring[i])
+            i -= 1
+        return f"[{','.join(texts)}]"  # type: ignore[arg-type]
 
     def rebuild(self) -> None:
         """Recompute rolling sums from buckets (after loading state)."""
         self._anchor = None
-        self._spans = self._cols = None
+        self._spans = self._cols = self._ring_text = None
         self._keys = sorted(self.days)
         sums = {
             w: self._window(self.last_day, w) if self.last_day is not None else _ZERO

@@ -34,6 +34,7 @@ ship, yet it is in the history as the registrant's largest recent order).
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import islice
 from typing import Any
 
 from engine.family_history import (
@@ -70,7 +71,8 @@ class RegistrantProfile:
     """Everything the engine remembers about one purchaser."""
 
     __slots__ = (
-        "families", "seen", "recent", "first_day", "last_day", "orders", "times", "held"
+        "families", "seen", "recent", "first_day", "last_day", "orders", "times", "held",
+        "_seen_text", "_recent_text",
     )
 
     def __init__(self) -> None:
@@ -84,6 +86,10 @@ class RegistrantProfile:
         # family -> cases [day, units, grams, order number, reason code, review outcome,
         # reviewed at], oldest first; both "" until an officer's review (engine.review)
         self.held: dict[str, list[list]] = {}
+        # JSON kept for ``dumps_state``: (entries of ``seen`` encoded, their JSON), valid
+        # while entries are only appended; each ``recent`` entry's JSON by order number
+        self._seen_text: tuple[int, str] | None = None
+        self._recent_text: dict[str, tuple[list, str]] = {}
 
     def history_days(self, day: int) -> int:
         """Days of own history before ``day`` (0 for a new registrant)."""
@@ -120,8 +126,11 @@ class RegistrantProfile:
             self.first_day = day
         if self.last_day is None or day > self.last_day:
             self.last_day = day
+        if order_number in self.seen:  # replaced in place, not appended
+            self._seen_text = None
         self.seen[order_number] = (day, digest)
         if len(self.seen) > MAX_SEEN or next(iter(self.seen.values()))[0] < day - SEEN_DAYS:
+            self._seen_text = None
             self.seen = {k: v for k, v in self.seen.items() if v[0] >= day - SEEN_DAYS}
             while len(self.seen) > MAX_SEEN:
                 del self.seen[next(iter(self.seen))]
@@ -212,16 +221,37 @@ class RegistrantProfile:
     def dumps_state(self) -> bytes:
         """``json.dumps(self.to_state())``, compact, from cached per-family JSON.
 
-        Only the families the last order touched are encoded again (see
-        ``FamilyHistory.state_json``); the bytes are the same as ``to_state``'s.
+        Only what changed since the last call is encoded again: the families the last
+        orders touched (``FamilyHistory.state_json``), order numbers seen since, decisions
+        remembered since. The bytes are the same as ``to_state``'s.
         """
         fams = ",".join(f"{_enc(f)}:{h.state_json()}" for f, h in self.families.items())
-        seen = _enc([[k, d, s] for k, (d, s) in self.seen.items()])
         head = _enc([STATE_VERSION, self.first_day, self.last_day, self.orders])[:-1]
         return (
-            f"{head},{{{fams}}},{seen},{_enc(self.recent)},{_enc(self.times)},"
+            f"{head},{{{fams}}},{self._seen_json()},{self._recent_json()},{_enc(self.times)},"
             f"{_enc(self.held)}]".encode()
         )
+
+    def _seen_json(self) -> str:
+        kept, seen = self._seen_text, self.seen
+        n = len(seen)
+        if kept is None or kept[0] > n:
+            kept = (0, "")
+        if kept[0] < n:
+            more = ",".join(_enc([k, d, s]) for k, (d, s) in islice(seen.items(), kept[0], None))
+            kept = self._seen_text = (n, f"{kept[1]},{more}" if kept[0] else more)
+        return f"[{kept[1]}]"
+
+    def _recent_json(self) -> str:
+        texts, parts = self._recent_text, []
+        for k, entry in self.recent.items():
+            hit = texts.get(k)
+            if hit is None or hit[0] is not entry:
+                hit = texts[k] = (entry, f"{_enc(k)}:{_enc(entry)}")
+            parts.append(hit[1])
+        if len(texts) > len(parts):
+            self._recent_text = {k: texts[k] for k in self.recent}
+        return f"{{{','.join(parts)}}}"
 
     @classmethod
     def from_state(cls, state: list) -> RegistrantProfile:

@@ -28,6 +28,16 @@ def test_dumps_state_matches_to_state_after_every_order(orders, every):
         p.apply(f"25X{i:06d}", 20000 + day, "d" * 16, [(family, units, units / 997, units * 1.5)])
         if units % 7 == 0:  # now and then the order was held: its case is state too
             p.note_hold(family, 20000 + day, units, units / 997, f"25X{i:06d}", "size_own")
+        if units % 5 == 0:  # and reviewed (a case changes in place)
+            p.review_cases(f"25X{i:06d}", "cleared", f"2024-01-{1 + i % 28:02d}T00:00:00Z")
+        # decisions kept until their offset is committed (here: three orders later), or
+        # without an offset only the latest
+        position = None if units % 3 == 0 else ("orders.signed:0", i)
+        p.remember(f"25X{i:06d}", {"decision": "RELEASE", "i": i, "u": units}, position,
+                   lambda tp, offset, i=i: offset < i - 3)
+        if units % 11 == 0 and i:  # an order number applied again (replaced in place)
+            p.apply(f"25X{i - 1:06d}", 20000 + day, "f" * 16, [(family, 1.0, 0.001, 1.5)])
+            p.remember(f"25X{i - 1:06d}", {"decision": "HOLD", "i": i}, None)
         if every == 0 or i % (every + 1) == 0:
             assert p.dumps_state() == _plain(p)
     assert p.dumps_state() == _plain(p)
