@@ -132,6 +132,7 @@ def worker(config_path, broker, web_port, partitions, app_id, loglevel) -> None:
     import faust
 
     from connectors.kafka_admin import TopicError, ensure_topics
+    from engine.pipeline import batch_gc
     from engine.stream import create_app
 
     settings = settings_from(
@@ -153,7 +154,8 @@ def worker(config_path, broker, web_port, partitions, app_id, loglevel) -> None:
     except TopicError as exc:
         raise click.ClickException(str(exc)) from None
     app = create_app(settings, pipeline)
-    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    with batch_gc():  # the worker runs batches for its whole life
+        faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 def _reviews_file(path: str | None) -> list[bytes] | None:

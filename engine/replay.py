@@ -13,13 +13,12 @@ before every order listed after it.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from engine.pipeline import MICRO_BATCH, Outcome, Pipeline, Received
+from engine.pipeline import MICRO_BATCH, Outcome, Pipeline, Received, batch_gc
 from engine.profile import RegistrantProfile
 from engine.records import Decision, Rejected, Rejection, ReviewRecord, dumps
 from engine.review import parse_review
@@ -27,7 +26,6 @@ from engine.review import parse_review
 __all__ = ["ReplaySummary", "replay", "BATCH"]
 
 BATCH = MICRO_BATCH  # messages per micro-batch (larger ones keep too much alive for the GC)
-_GC_GEN0 = 20_000  # objects allocated between young collections while replaying (700 default)
 
 
 @dataclass
@@ -76,15 +74,12 @@ def replay(
     """
     profiles = {} if profiles is None else profiles
     summary = ReplaySummary()
-    if reviews is not None:
-        return _replay_with_reviews(pipeline, messages, reviews, profiles, summary, batch,
-                                    (decisions_out, rejections_out, reviews_out, on_outcome))
-    chunk: list[bytes] = []
-    # A young collection every 700 allocations walks a batch's live orders again and
-    # again; every 20,000 it costs far less (measured in benchmarks/README.md).
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(thresholds[0], _GC_GEN0), *thresholds[1:])
-    try:
+    with batch_gc():
+        if reviews is not None:
+            _replay_with_reviews(pipeline, messages, reviews, profiles, summary, batch,
+                                 (decisions_out, rejections_out, reviews_out, on_outcome))
+            return summary
+        chunk: list[bytes] = []
         for raw in messages:
             chunk.append(raw)
             if len(chunk) >= batch:
@@ -94,8 +89,6 @@ def replay(
         if chunk:
             _emit(pipeline.process_batch(chunk, profiles), summary, decisions_out,
                   rejections_out, on_outcome)
-    finally:
-        gc.set_threshold(*thresholds)
     return summary
 
 
