@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left, bisect_right, insort
+from itertools import islice
 
 __all__ = ["FamilyHistory", "WINDOWS", "RETENTION_DAYS", "RING"]
 
@@ -28,6 +29,14 @@ RING = 24  # last orders per family kept whole (size, split, strength, ramp)
 _ZERO = (0.0, 0.0, 0.0, 0.0)
 _enc = json.JSONEncoder(separators=(",", ":")).encode
 _SPAN_INDEX = {w: i for i, w in enumerate(WINDOWS)}
+
+
+def _enc_numbers(xs: list) -> str:
+    """``_enc(xs)`` for a flat list of ints and floats: JSON writes finite ones as ``repr``."""
+    text = ",".join(map(repr, xs))
+    if "n" in text:  # inf or nan, which JSON writes as Infinity and NaN
+        return _enc(xs)
+    return f"[{text}]"
 
 
 def _round3(x: float) -> float:
@@ -266,19 +275,24 @@ class FamilyHistory:
         buckets of past days that no longer change, so their JSON is kept.
         """
         if self._text is None:
-            items = list(self.days.items())
-            n = len(items) - 1  # all but the newest bucket are closed in time order
+            days = self.days
+            n = len(days) - 1  # all but the newest bucket are closed in time order
             closed = self._closed
             if n > 0 and closed is not None and closed[0] <= n:
                 if closed[0] < n:
-                    more = ",".join(_enc([d, *b]) for d, b in items[closed[0]:n])
+                    more = ",".join(
+                        _enc_numbers([d, *b]) for d, b in islice(days.items(), closed[0], n))
                     closed = (n, f"{closed[1]},{more}" if closed[0] else more)
             elif n > 0:
-                closed = (n, ",".join(_enc([d, *b]) for d, b in items[:n]))
+                closed = (n, ",".join(_enc_numbers([d, *b]) for d, b in islice(days.items(), n)))
             else:
                 closed = None
             self._closed = closed
-            last = _enc([items[-1][0], *items[-1][1]]) if items else ""
+            if days:
+                d, b = next(reversed(days.items()))
+                last = _enc_numbers([d, *b])
+            else:
+                last = ""
             buckets = f"[{closed[1]},{last}]" if closed else f"[{last}]"
             self._text = (
                 f"[{_enc(self.first_day)},{_enc(self.last_day)},{buckets},"
@@ -293,7 +307,7 @@ class FamilyHistory:
             texts = self._ring_text = [None] * len(ring)
         i = len(texts) - 1
         while i >= 0 and texts[i] is None:
-            texts[i] = _enc(ring[i])
+            texts[i] = _enc_numbers(ring[i])
             i -= 1
         return f"[{','.join(texts)}]"  # type: ignore[arg-type]
 
