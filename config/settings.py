@@ -72,7 +72,8 @@ class CatalogSettings(_Frozen):
 
 FINDING_CODES = (
     "size_own", "size_peer", "size_repeat_held", "frequency_count", "split_orders",
-    "pattern_new_family", "pattern_strength", "pattern_ramp", "pattern_volume", "pattern_mix",
+    "pattern_new_family", "pattern_strength", "pattern_strength_mix", "pattern_ramp",
+    "pattern_volume", "pattern_mix",
     "isolation_forest", "formula_baseline",
 )
 
@@ -115,6 +116,7 @@ class ScoringSettings(_Frozen):
     split_ratio: float = Field(3.0, gt=1)
     strength_ratio: float = Field(1.8, gt=1)
     strength_grams_ratio: float = Field(3.0, gt=1)
+    strength_mix_ratio: float = Field(4.0, gt=1)
     ramp_ratio: float = Field(1.6, gt=1)
     ramp_single_ratio: float = Field(2.1, gt=1)
     volume_ratio: float = Field(4.5, gt=1)

@@ -503,6 +503,7 @@ def build_scorers(settings: Settings, models=None) -> list:
             volume_ratio=sc.volume_ratio,
             volume_single_ratio=sc.volume_single_ratio,
             strength_grams_ratio=sc.strength_grams_ratio,
+            strength_mix_ratio=sc.strength_mix_ratio,
             mix_threshold=sc.mix_threshold,
         ),
     ]

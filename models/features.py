@@ -43,6 +43,7 @@ RAMP_MIN_EARLIER = 3  # ... and earlier orders in the ring to compare with
 # has a median that flips between them by chance (tuned on seeds 11, 12:
 # benchmarks/README.md)
 RAMP_EARLIER_QUANTILE = 0.6
+STRENGTH_MIN_EARLIER = 3  # orders of the family in the year before the last 30 days
 FEATURES = (
     "log_units", "log_grams", "families", "max_z_units", "max_z_grams", "max_split_ratio",
     "count_ratio", "max_strength_ratio", "max_trend", "first_purchases", "gap_ratio",
@@ -70,6 +71,8 @@ class FamilyFeatures:
     window_orders: int
     trend: float  # daily rate over the last 30 days (this order included) / the year before
     size_trend: float = 0.0  # median order of the last 30 days (with this one) / before; 0: unknown
+    strength_recent: float = 0.0  # mg base per unit over the last 30 days, this order included
+    strength_before: float = 0.0  # ... over the 335 days before (0: too few orders to say)
 
 
 @dataclass(slots=True)
@@ -207,15 +210,21 @@ def _family(a: FamilyAmount, hist: FamilyHistory | None, t: float, day: int) -> 
                 w_orders += 1
     trend = 1.0
     size_trend = _size_trend(cols, t, a.units)
+    recent_mg = before_mg = 0.0
     span = min(day - hist.first_day, 365) - 30
     if span >= TREND_MIN_PRIOR_DAYS:
         spans = hist.spans(day)
-        last30 = spans[1][0]
-        prior = spans[3][0] - last30
+        last30, year = spans[1], spans[3]
+        prior = year[0] - last30[0]
         if prior > 0:
-            trend = ((last30 + a.units) / 30.0) / (prior / span)
+            trend = ((last30[0] + a.units) / 30.0) / (prior / span)
+            prior_grams = year[1] - last30[1]
+            if year[3] - last30[3] >= STRENGTH_MIN_EARLIER and prior_grams > 0:
+                recent_mg = (last30[1] + a.grams) * 1000.0 / (last30[0] + a.units)
+                before_mg = prior_grams * 1000.0 / prior
     return FamilyFeatures(a, n, mu, mg, sig_u, sig_g, zu, zg, a.units / mu, a.grams / mg,
-                          hist.peak, su[-1], sg[-1], w_units, w_orders, trend, size_trend)
+                          hist.peak, su[-1], sg[-1], w_units, w_orders, trend, size_trend,
+                          recent_mg, before_mg)
 
 
 def _size_trend(cols: list, t: float, now: float) -> float:

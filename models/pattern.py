@@ -14,6 +14,13 @@
   normal orders or one spike (steps the other scorers judge) moves no median;
 - volume: the same lower median of the last 30 days' daily rate over the year
   before (``volume_ratio``, ``volume_single_ratio``): more orders *or* larger ones;
+- strength mix: the family's mg base per unit over the last 30 days (this order
+  included) against the 335 days before (at least three orders), and this order's
+  against the same: a registrant moving its buying to the stronger products of a family
+  it has bought all along, which the strongest-ever test cannot see (a strength bought
+  once before). The order itself must be of the stronger kind, so the usual orders after
+  a shift has ended are not held for the month it stays in the window. The order's
+  family with the largest shift is reported;
 - family mix: Jensen-Shannon divergence (base 2, so 0..1) between the last 30
   days' MME shares per family, this order included, and the 335 days before.
 
@@ -63,6 +70,7 @@ class PatternScorer(BaseEstimator):
         volume_ratio: float = 4.5,
         volume_single_ratio: float = 6.0,
         strength_grams_ratio: float = 3.0,
+        strength_mix_ratio: float = 4.0,
         mix_threshold: float = 0.5,
         mix_min_history_days: int = 60,
     ) -> None:
@@ -73,6 +81,7 @@ class PatternScorer(BaseEstimator):
         self.volume_ratio = volume_ratio
         self.volume_single_ratio = volume_single_ratio
         self.strength_grams_ratio = strength_grams_ratio
+        self.strength_mix_ratio = strength_mix_ratio
         self.mix_threshold = mix_threshold
         self.mix_min_history_days = mix_min_history_days
 
@@ -85,8 +94,15 @@ class PatternScorer(BaseEstimator):
         if feats.cold or feats.prior_orders < self.min_prior_orders:
             return []
         out = []
+        shifted = None
         for f in feats.families:
             a = f.amount
+            if f.strength_before > 0.0 and (
+                shifted is None
+                or f.strength_recent * shifted.strength_before
+                > shifted.strength_recent * f.strength_before
+            ):
+                shifted = f
             if f.n == 0 and a.family not in ctx.profile.families:
                 out.append(Finding(
                     "pattern_new_family", 1.0, 0.0, 1.0,
@@ -110,6 +126,14 @@ class PatternScorer(BaseEstimator):
         ):
             if ratios:
                 out.append(_lower_median_finding(code, ratios, limits, text))
+        if shifted is not None:
+            ratio = shifted.strength_recent / shifted.strength_before
+            own = shifted.amount.strength_mg / shifted.strength_before
+            out.append(lazy_finding(
+                "pattern_strength_mix", round(min(ratio, own) / self.strength_mix_ratio, 4),
+                round(ratio, 3), self.strength_mix_ratio, _strength_mix_detail,
+                (shifted, ratio, own, self.strength_mix_ratio), True, shifted.amount.family,
+                shifted.amount.schedule))
         if feats.history_days >= self.mix_min_history_days:
             out.append(self._mix(ctx))
         return out
@@ -152,6 +176,14 @@ def _lower_median_finding(
     limit = limits[0] if n >= 2 else limits[1]
     detail = text.format(n=n, lo=xs[0], hi=xs[-1], low=low, limit=limit)
     return Finding(code, round(low / limit, 4), round(low, 3), limit, detail, hold=True)
+
+
+def _strength_mix_detail(f, ratio: float, own: float, limit: float) -> str:
+    return (f"{f.amount.family}: over the last 30 days (this order included) this registrant "
+            f"bought {f.strength_recent:.1f} mg base per unit on average, {ratio:.1f}x the "
+            f"{f.strength_before:.1f} mg of the year before, and this order "
+            f"{f.amount.strength_mg:.1f} mg ({own:.1f}x; limit {limit:g}x for both): its "
+            f"buying moved to the stronger products of the family")
 
 
 def _strength_detail(f, ratio: float, strength_ratio: float, grams_ratio: float) -> str:

@@ -116,6 +116,30 @@ def test_new_family_and_stronger_strength_hold():
     assert not codes(usual)
 
 
+def test_a_move_to_the_stronger_products_of_a_family_holds():
+    """5 mg tablets for months (30 mg once): the 30s in the usual counts are a strength-mix
+    shift that neither the strongest-ever test nor the size tests see."""
+    p = RegistrantProfile()
+    for w in range(30):
+        day = 20000 + 7 * w
+        mg = 30.0 if w == 3 else 5.0
+        p.apply(f"25X{w:06d}", day, "x", [("oxycodone", 100.0, 100 * mg / 1000, 0.0)], day * DAY)
+    for w in range(30, 33):  # the last three weeks: the usual count of 30 mg tablets
+        day = 20000 + 7 * w
+        p.apply(f"25X{w:06d}", day, "x", [("oxycodone", 100.0, 3.0, 0.0)], day * DAY)
+    ctx = context(p, 20000 + 7 * 33, (amount("oxycodone", 100, 30.0),))
+    found = {f.code: f for f in PatternScorer().assess(ctx)}
+    assert codes(found.values()) == {"pattern_strength_mix"}
+    shift = found["pattern_strength_mix"]
+    assert shift.family == "oxycodone" and shift.value > 4.0
+    assert "25.0 mg base per unit" in shift.detail and "5.9 mg of the year before" in shift.detail
+    back = context(p, 20000 + 7 * 33, (amount("oxycodone", 100, 5.0),))  # the usual 5 mg again
+    assert "pattern_strength_mix" not in codes(PatternScorer().assess(back))
+    usual = context(weekly_profile(), LAST + 7, (amount("oxycodone", 200),))
+    steady = {f.code: f for f in PatternScorer().assess(usual)}["pattern_strength_mix"]
+    assert steady.value == pytest.approx(1.0, abs=0.01)  # reported for every order it can be
+
+
 def test_steady_ramp_holds():
     p = RegistrantProfile()
     for w in range(40):

@@ -153,11 +153,16 @@ def _family(a, hist: RefHistory | None, t: float, day: int) -> FamilyFeatures:
             w_units += units[i]
             w_orders += 1
     trend, span = 1.0, min(day - hist.first_day, 365) - 30
+    recent_mg = before_mg = 0.0
     if span >= TREND_MIN_PRIOR_DAYS:
-        last30 = hist.window(day, 30)[0]
-        prior = hist.window(day, 365)[0] - last30
+        w30, w365 = hist.window(day, 30), hist.window(day, 365)
+        last30 = w30[0]
+        prior = w365[0] - last30
         if prior > 0:
             trend = ((last30 + a.units) / 30.0) / (prior / span)
+            if w365[3] - w30[3] >= 3 and w365[1] - w30[1] > 0:
+                recent_mg = (w30[1] + a.grams) * 1000.0 / (w30[0] + a.units)
+                before_mg = (w365[1] - w30[1]) * 1000.0 / prior
     recent = [u for ts, u in zip(times, units, strict=True) if ts > t - 30 * 86400] + [a.units]
     earlier = [u for ts, u in zip(times, units, strict=True) if ts <= t - 30 * 86400]
     size_trend = 0.0
@@ -165,7 +170,8 @@ def _family(a, hist: RefHistory | None, t: float, day: int) -> FamilyFeatures:
         ranked = sorted(earlier)  # 60th percentile: the element at floor(0.6 n)
         size_trend = _median(recent) / ranked[min(len(ranked) - 1, math.floor(0.6 * len(ranked)))]
     return FamilyFeatures(a, len(ring), mu, mg, su, sg, zu, zg, a.units / mu, a.grams / mg,
-                          hist.peak, max(units), max(grams), w_units, w_orders, trend, size_trend)
+                          hist.peak, max(units), max(grams), w_units, w_orders, trend, size_trend,
+                          recent_mg, before_mg)
 
 
 def ref_features(day: int, t: float, amounts, p: RefProfile) -> OrderFeatures:
