@@ -432,16 +432,21 @@ def batch_gc(gen0: int = GC_GEN0) -> Iterator[None]:
     A batch keeps its orders, findings and decisions alive until it ends; with Python's
     default of a young collection every 700 allocations, each walks them again, and
     the cyclic collector took 17-23% of a worker's CPU (benchmarks/README.md). Nothing
-    the core builds needs the cycle collector to be freed promptly.
+    the core builds needs the cycle collector to be freed promptly. Nested or inside a
+    caller's own ``gc.freeze()``, it leaves the freeze to whoever made it.
     """
     thresholds = gc.get_threshold()
-    gc.freeze()
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
     gc.set_threshold(max(thresholds[0], gen0), *thresholds[1:])
     try:
         yield
     finally:
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        if freeze:
+            gc.unfreeze()
+
 
 # Findings about a family's order size: a hold for one of these opens a case that
 # holds the family's repeats (SizeScorer, size_repeat_held) while it is open. A repeat

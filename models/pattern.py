@@ -19,8 +19,8 @@
   against the same: a registrant moving its buying to the stronger products of a family
   it has bought all along, which the strongest-ever test cannot see (a strength bought
   once before). The order itself must be of the stronger kind, so the usual orders after
-  a shift has ended are not held for the month it stays in the window. The order's
-  family with the largest shift is reported;
+  a shift has ended are not held for the month it stays in the window. The value is the
+  smaller of the two ratios; the order's family with the largest value is reported;
 - family mix: Jensen-Shannon divergence (base 2, so 0..1) between the last 30
   days' MME shares per family, this order included, and the 335 days before.
 
@@ -94,15 +94,13 @@ class PatternScorer(BaseEstimator):
         if feats.cold or feats.prior_orders < self.min_prior_orders:
             return []
         out = []
-        shifted = None
+        shifted, shift = None, 0.0  # the family whose shift comes nearest to holding
         for f in feats.families:
             a = f.amount
-            if f.strength_before > 0.0 and (
-                shifted is None
-                or f.strength_recent * shifted.strength_before
-                > shifted.strength_recent * f.strength_before
-            ):
-                shifted = f
+            if f.strength_before > 0.0:
+                s = min(f.strength_recent, a.strength_mg) / f.strength_before
+                if shifted is None or s > shift:
+                    shifted, shift = f, s
             if f.n == 0 and a.family not in ctx.profile.families:
                 out.append(Finding(
                     "pattern_new_family", 1.0, 0.0, 1.0,
@@ -127,12 +125,10 @@ class PatternScorer(BaseEstimator):
             if ratios:
                 out.append(_lower_median_finding(code, ratios, limits, text))
         if shifted is not None:
-            ratio = shifted.strength_recent / shifted.strength_before
-            own = shifted.amount.strength_mg / shifted.strength_before
             out.append(lazy_finding(
-                "pattern_strength_mix", round(min(ratio, own) / self.strength_mix_ratio, 4),
-                round(ratio, 3), self.strength_mix_ratio, _strength_mix_detail,
-                (shifted, ratio, own, self.strength_mix_ratio), True, shifted.amount.family,
+                "pattern_strength_mix", round(shift / self.strength_mix_ratio, 4),
+                round(shift, 3), self.strength_mix_ratio, _strength_mix_detail,
+                (shifted, shift, self.strength_mix_ratio), True, shifted.amount.family,
                 shifted.amount.schedule))
         if feats.history_days >= self.mix_min_history_days:
             out.append(self._mix(ctx))
@@ -178,12 +174,12 @@ def _lower_median_finding(
     return Finding(code, round(low / limit, 4), round(low, 3), limit, detail, hold=True)
 
 
-def _strength_mix_detail(f, ratio: float, own: float, limit: float) -> str:
-    return (f"{f.amount.family}: over the last 30 days (this order included) this registrant "
-            f"bought {f.strength_recent:.1f} mg base per unit on average, {ratio:.1f}x the "
-            f"{f.strength_before:.1f} mg of the year before, and this order "
-            f"{f.amount.strength_mg:.1f} mg ({own:.1f}x; limit {limit:g}x for both): its "
-            f"buying moved to the stronger products of the family")
+def _strength_mix_detail(f, shift: float, limit: float) -> str:
+    return (f"{f.amount.family}: this order's {f.amount.strength_mg:.1f} mg base per unit and "
+            f"the {f.strength_recent:.1f} mg average of this registrant's last 30 days (this "
+            f"order included) are at least {shift:.1f}x the {f.strength_before:.1f} mg average "
+            f"of the 335 days before (limit {limit:g}x for both): buying stronger products "
+            f"of a family it already buys")
 
 
 def _strength_detail(f, ratio: float, strength_ratio: float, grams_ratio: float) -> str:

@@ -116,28 +116,54 @@ def test_new_family_and_stronger_strength_hold():
     assert not codes(usual)
 
 
-def test_a_move_to_the_stronger_products_of_a_family_holds():
-    """5 mg tablets for months (30 mg once): the 30s in the usual counts are a strength-mix
-    shift that neither the strongest-ever test nor the size tests see."""
+def _strength_history(shifted_mg: dict[str, float]) -> RegistrantProfile:
+    """30 weeks of 5 mg tablets (oxycodone 30 mg once), then 4 weeks of ``shifted_mg``."""
     p = RegistrantProfile()
-    for w in range(30):
+    for w in range(33):
         day = 20000 + 7 * w
-        mg = 30.0 if w == 3 else 5.0
-        p.apply(f"25X{w:06d}", day, "x", [("oxycodone", 100.0, 100 * mg / 1000, 0.0)], day * DAY)
-    for w in range(30, 33):  # the last three weeks: the usual count of 30 mg tablets
-        day = 20000 + 7 * w
-        p.apply(f"25X{w:06d}", day, "x", [("oxycodone", 100.0, 3.0, 0.0)], day * DAY)
-    ctx = context(p, 20000 + 7 * 33, (amount("oxycodone", 100, 30.0),))
+        lines = []
+        for family, mg in shifted_mg.items():
+            usual = 30.0 if (w == 3 and family == "oxycodone") else 5.0
+            mg = mg if w >= 29 else usual
+            lines.append((family, 100.0, 100 * mg / 1000, 0.0))
+        p.apply(f"25X{w:06d}", day, "x", lines, day * DAY)
+    return p
+
+
+def test_a_move_to_the_stronger_products_of_a_family_holds():
+    """5 mg tablets for months (30 mg once), then 30s in the usual counts: a strength-mix
+    shift that neither the strongest-ever test nor the size tests see."""
+    p = _strength_history({"oxycodone": 30.0})
+    day = 20000 + 7 * 33
+    ctx = context(p, day, (amount("oxycodone", 100, 30.0),))
     found = {f.code: f for f in PatternScorer().assess(ctx)}
     assert codes(found.values()) == {"pattern_strength_mix"}
     shift = found["pattern_strength_mix"]
-    assert shift.family == "oxycodone" and shift.value > 4.0
-    assert "25.0 mg base per unit" in shift.detail and "5.9 mg of the year before" in shift.detail
-    back = context(p, 20000 + 7 * 33, (amount("oxycodone", 100, 5.0),))  # the usual 5 mg again
+    assert shift.family == "oxycodone" and shift.value == pytest.approx(30 / 5.862, abs=0.01)
+    assert shift.score == pytest.approx(shift.value / 4.0, abs=1e-3)
+    assert "30.0 mg base per unit" in shift.detail and "5.9 mg average" in shift.detail
+    # the usual 5 mg right after: the 30 days still average 25 mg (4.3x), the order does not
+    back = context(p, day, (amount("oxycodone", 100, 5.0),))
+    assert back.features.families[0].strength_recent / back.features.families[
+        0].strength_before > 4.0
     assert "pattern_strength_mix" not in codes(PatternScorer().assess(back))
     usual = context(weekly_profile(), LAST + 7, (amount("oxycodone", 200),))
     steady = {f.code: f for f in PatternScorer().assess(usual)}["pattern_strength_mix"]
     assert steady.value == pytest.approx(1.0, abs=0.01)  # reported for every order it can be
+
+
+def test_strength_mix_reports_the_family_nearest_to_holding():
+    """Oxycodone's 30 days moved most (40 mg), but this order's oxycodone is the usual
+    5 mg; its hydrocodone (22.5 mg, 4.5x on both counts) is what holds the order."""
+    p = _strength_history({"oxycodone": 40.0, "hydrocodone": 22.5})
+    ctx = context(p, 20000 + 7 * 33, (amount("oxycodone", 100, 5.0),
+                                      amount("hydrocodone", 100, 22.5)))
+    fams = {f.amount.family: f for f in ctx.features.families}
+    oxy, hyd = fams["oxycodone"], fams["hydrocodone"]
+    assert (oxy.strength_recent / oxy.strength_before
+            > hyd.strength_recent / hyd.strength_before)
+    found = {f.code: f for f in PatternScorer().assess(ctx)}["pattern_strength_mix"]
+    assert found.family == "hydrocodone" and found.score >= 1.0
 
 
 def test_steady_ramp_holds():

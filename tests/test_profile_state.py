@@ -6,7 +6,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.profile import RETENTION_DAYS, RegistrantProfile
+from engine.profile import MAX_SEEN, RECENT, RETENTION_DAYS, RegistrantProfile
 
 _order = st.tuples(
     st.integers(0, RETENTION_DAYS + 60),          # day offset (out of order allowed)
@@ -53,3 +53,21 @@ def test_long_history_with_expiry_and_late_orders():
         day = 20000 + i // 2 - (rng.randint(0, 3) if i % 11 == 0 else 0)
         p.apply(f"25X{i:06d}", day, "e" * 16, [("oxycodone", 100.0, 0.9, 1350.0)])
         assert p.dumps_state() == _plain(p)
+
+
+def test_replaced_decision_and_the_caps_are_encoded_again():
+    """A kept decision replaced under the same order number, ``RECENT`` decisions
+    overflowing, and ``MAX_SEEN`` order numbers pruned: each changes what was encoded."""
+    p = RegistrantProfile()
+    p.apply("25X000000", 20000, "a" * 16, [("oxycodone", 100.0, 0.9, 1350.0)])
+    p.remember("25X000000", {"decision": "RELEASE"}, ("orders.signed:0", 0), lambda *_: False)
+    assert p.dumps_state() == _plain(p)
+    p.remember("25X000000", {"decision": "HOLD"}, ("orders.signed:0", 0), lambda *_: False)
+    assert p.dumps_state() == _plain(p)
+    for i in range(1, MAX_SEEN + 40):  # past MAX_SEEN and RECENT, none committed
+        p.apply(f"25X{i:06d}", 20000 + i // 40, "b" * 16, [("alprazolam", 500.0, 0.5, 0.0)])
+        p.remember(f"25X{i:06d}", {"i": i}, ("orders.signed:0", i), lambda *_: False)
+        if i % 97 == 0 or i > MAX_SEEN - 3:
+            assert p.dumps_state() == _plain(p)
+    assert len(p.seen) == MAX_SEEN and len(p.recent) == RECENT
+    assert p.dumps_state() == _plain(p)

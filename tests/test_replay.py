@@ -1,12 +1,15 @@
 """The replay driver end to end on a small signed feed."""
 
+import gc
 import json
 import subprocess
 import sys
 
+import pytest
+
 from config import load_settings
 from connectors.feed import read_feed
-from engine.pipeline import build_pipeline
+from engine.pipeline import batch_gc, build_pipeline
 from engine.replay import replay
 from tests.support import build_feed
 
@@ -100,3 +103,17 @@ def test_micro_batches_give_the_decisions_of_one_order_at_a_time(tmp_path):
     forest = [d for d in one if "isolation_forest" in d.get("scores", {})]
     assert len(forest) > len(messages) // 2  # the forest scored most orders ...
     assert any(d.get("decision") == "HOLD" for d in one)  # ... and the feed has holds
+
+
+def test_batch_gc_relaxes_the_collector_and_restores_it():
+    before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), batch_gc(5000):
+        assert gc.get_threshold()[0] == max(before[0], 5000)
+        frozen = gc.get_freeze_count()
+        assert frozen > 0  # start-up objects out of the full collections
+        with batch_gc():  # nested (or inside a caller's freeze): the freeze stays
+            assert gc.get_freeze_count() >= frozen
+        assert gc.get_freeze_count() >= frozen
+        raise RuntimeError("a driver failing inside still restores the collector")
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
