@@ -362,20 +362,22 @@ class Pipeline:
         self, raws: list[bytes], profiles: MutableMapping[str, RegistrantProfile]
     ) -> list[Outcome]:
         """``process`` for several messages, in order, the forest scored per micro-batch."""
-        out: list = []
-        items, slots = [], []
+        pending: list = []
         for raw in raws:
             received = Received.now()
             verified = self.verify(raw, received)
-            if isinstance(verified, Rejection):
-                out.append(verified)
-            else:
-                slots.append(len(out))
-                out.append(None)
-                items.append((verified, received, None))
-        for slot, outcome in zip(slots, self.monitor_batch(items, profiles), strict=True):
-            out[slot] = outcome
-        return out
+            pending.append(verified if isinstance(verified, Rejection) else
+                           (verified, received, None))
+        return self.monitor_pending(pending, profiles)
+
+    def monitor_pending(
+        self, pending: list, profiles: MutableMapping[str, RegistrantProfile]
+    ) -> list[Outcome]:
+        """Outcomes of verification results in order: a Rejection stays as it is, each
+        (verified, received, position) goes through one ``monitor_batch``."""
+        items = [p for p in pending if not isinstance(p, Rejection)]
+        decided = iter(self.monitor_batch(items, profiles))
+        return [p if isinstance(p, Rejection) else next(decided) for p in pending]
 
     def review(
         self,

@@ -105,10 +105,8 @@ def _replay_with_reviews(pipeline, messages, reviews, profiles, summary, batch, 
     pending: list = []  # verified orders or rejections, in feed order
 
     def flush() -> None:
-        items = [p for p in pending if not isinstance(p, Rejection)]
-        decided = iter(pipeline.monitor_batch(items, profiles))
-        _emit([p if isinstance(p, Rejection) else next(decided) for p in pending],
-              summary, decisions_out, rejections_out, on_outcome)
+        _emit(pipeline.monitor_pending(pending, profiles), summary, decisions_out,
+              rejections_out, on_outcome)
         pending.clear()
 
     def apply_until(ts: float) -> None:
