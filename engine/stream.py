@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 import faust
-from aiokafka.partitioner import murmur2
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -45,6 +44,7 @@ from engine.gauges import StateGauges
 from engine.health import BrokerProbe, Readiness, app_checks, liveness, pipeline_checks
 from engine.lag import ConsumerLag
 from engine.metrics import EngineMetrics, Tally
+from engine.outbox import Outbox, key_hash
 from engine.pipeline import MICRO_BATCH, Pipeline, Received, _iso, build_pipeline
 from engine.profile import RegistrantProfile
 from engine.records import Rejection, RejectReason, ReviewRecord, dumps, raw_sha256
@@ -74,10 +74,12 @@ class _TableProfiles:
     after recovery and never per event.
     """
 
-    __slots__ = ("table", "live", "dirty")
+    __slots__ = ("table", "live", "dirty", "outbox", "changelog")
 
-    def __init__(self, table) -> None:
+    def __init__(self, table, outbox: Outbox) -> None:
         self.table = table
+        self.outbox = outbox
+        self.changelog = table.changelog_topic.get_topic_name()
         self.live: dict[bytes, tuple[bytes, RegistrantProfile]] = {}
         self.dirty: dict[bytes, RegistrantProfile] = {}
 
@@ -102,13 +104,18 @@ class _TableProfiles:
     def flush(self) -> None:
         """One changelog write per registrant touched in the batch.
 
-        Offsets are committed only after the batch (and after the producer is
-        flushed), so writing at the end of the batch keeps at-least-once intact.
+        What ``table[key] = raw`` does (store the value, send it to the changelog keyed
+        like the table's partitioner would), with the changelog record going out in the
+        batch's outbox instead of one ``send_soon`` each. Offsets are committed only after
+        the batch (and after the producer is flushed), so writing at the end of the batch
+        keeps at-least-once intact.
         """
+        store, outbox, changelog = self.table.data, self.outbox, self.changelog
         for key, profile in self.dirty.items():
             raw = _dump_profile(profile)
             self.live[key] = (raw, profile)
-            self.table[key] = raw
+            store[key] = raw
+            outbox.add(changelog, key, raw)
         self.dirty.clear()
 
 
@@ -154,9 +161,6 @@ def create_app(
     rekeyed = app.topic(
         k.rekey_topic, value_serializer="raw", key_serializer="raw", partitions=k.partitions
     )
-    decisions = app.topic(
-        k.decisions_topic, value_serializer="raw", key_serializer="raw", partitions=k.partitions
-    )
     rejected = app.topic(
         k.rejected_topic, value_serializer="raw", key_serializer="raw", partitions=k.partitions
     )
@@ -178,7 +182,10 @@ def create_app(
         value_type=bytes,
         use_partitioner=True,
     )
-    profiles = _TableProfiles(table)
+    outbox = Outbox(
+        lambda: _aiokafka_producer(app), lambda exc: app.loop.create_task(app.crash(exc))
+    )
+    profiles = _TableProfiles(table, outbox)
     pipeline.is_committed = _committed_check(app)
     partition_of: dict[str, int] = {}
     # the Verifier may come with its own certificate watch; otherwise this driver keeps one
@@ -198,7 +205,7 @@ def create_app(
     def home_partition(dea: str) -> int:
         p = partition_of.get(dea)
         if p is None:
-            p = partition_of[dea] = (murmur2(dea.encode()) & 0x7FFFFFFF) % k.partitions
+            p = partition_of[dea] = key_hash(dea.encode()) % k.partitions
             if len(partition_of) > 1_000_000:
                 partition_of.clear()
         return p
@@ -207,12 +214,15 @@ def create_app(
         if isinstance(outcome, Rejection):
             if t is not None:
                 t.rejection(str(outcome.reason))
-            rejected.send_soon(key=key, value=dumps(outcome))
+            if key is None:  # unkeyed input: the producer picks a partition
+                rejected.send_soon(key=None, value=dumps(outcome))
+            else:
+                outbox.add(k.rejected_topic, key, dumps(outcome))
         else:
             if t is not None:
                 first = outcome.reasons[0].code if outcome.reasons else "none"
                 t.decision(outcome.decision, first, time.time() - received.ts)
-            decisions.send_soon(key=outcome.purchaser_dea.encode(), value=dumps(outcome))
+            outbox.add(k.decisions_topic, outcome.purchaser_dea.encode(), dumps(outcome))
 
     def handle(events, rekey_pass: bool) -> None:
         # metrics: plain ints and list appends per event, one flush per batch (engine.metrics)
@@ -332,16 +342,19 @@ def create_app(
     async def monitor(stream):
         async for events in stream.take_events(k.batch_size, within=k.batch_timeout_s):
             handle(events, rekey_pass=False)
+            await outbox.send()
 
     @app.agent(rekeyed, name="monitor_rekeyed")
     async def monitor_rekeyed(stream):
         async for events in stream.take_events(k.batch_size, within=k.batch_timeout_s):
             handle(events, rekey_pass=True)
+            await outbox.send()
 
     @app.agent(reviews, name="apply_reviews")
     async def apply_reviews(stream):
         async for events in stream.take_events(k.batch_size, within=k.batch_timeout_s):
             handle_reviews(events)
+            await outbox.send()
 
     lag = ConsumerLag(app, [k.input_topic, k.rekey_topic, k.reviews_topic])
     monitored = frozenset((k.input_topic, k.rekey_topic))  # som_partitions_assigned counts these
@@ -424,6 +437,17 @@ def _committed_check(app: faust.App):
         return committed is not None and offset < committed
 
     return is_committed
+
+
+def _aiokafka_producer(app: faust.App):
+    """Faust's started aiokafka producer (its flush before a commit covers the outbox)."""
+    producer = getattr(app.producer, "_producer", None)
+    if producer is None:
+        raise RuntimeError(
+            "Faust's aiokafka producer is not started (faust-streaming changed? this driver "
+            "is tested with the version pinned in pyproject.toml)"
+        )
+    return producer
 
 
 def _has_header(msg, name: str) -> bool:

@@ -1,0 +1,123 @@
+"""A batch's output records, sent as one Kafka record batch per topic partition.
+
+Faust's ``send_soon`` builds a pending message, two futures, a buffer entry and a
+publishing coroutine for every record before aiokafka appends it to a record batch:
+per record that cost about as much as scoring the order. The stream driver
+collects one input batch's decisions, rejections and profile changelog writes here
+and appends them to aiokafka's record batches itself (``create_batch`` and
+``send_batch``, aiokafka's public batch API), one per topic partition, each record
+on the partition aiokafka's default partitioner would pick (murmur2 of the key).
+
+At-least-once is kept: the agent sends the outbox before it takes its next batch
+(so before that batch's offsets can be acknowledged), and Faust flushes the producer,
+which waits for every record batch in its accumulator, before it commits offsets. A
+record batch the broker refuses crashes the worker rather than being dropped:
+Faust's ``send_soon`` would only set the error on a future nobody awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.partitioner import murmur2
+
+__all__ = ["Outbox", "key_hash"]
+
+log = logging.getLogger(__name__)
+
+_HASHES: dict[bytes, int] = {}  # murmur2 of a key (DEA numbers repeat: hash each once)
+
+
+def key_hash(key: bytes) -> int:
+    """The positive murmur2 hash aiokafka's default partitioner takes the modulo of.
+
+    >>> key_hash(b"BP1234563") % 6 == (murmur2(b"BP1234563") & 0x7FFFFFFF) % 6
+    True
+    """
+    h = _HASHES.get(key)
+    if h is None:
+        if len(_HASHES) > 1_000_000:
+            _HASHES.clear()
+        h = _HASHES[key] = murmur2(key) & 0x7FFFFFFF
+    return h
+
+
+class Outbox:
+    """Records to send after a batch, by topic; ``send`` hands them to the producer.
+
+    ``producer`` returns the started ``aiokafka.AIOKafkaProducer`` (Faust's, so its
+    flush before a commit covers these records); ``crash`` is called with the error of
+    a refused record batch.
+    """
+
+    __slots__ = ("_producer", "_crash", "_records", "_failed")
+
+    def __init__(self, producer, crash) -> None:
+        self._producer = producer
+        self._crash = crash
+        self._records: dict[str, list[tuple[bytes, bytes]]] = {}
+        self._failed: BaseException | None = None
+
+    def add(self, topic: str, key: bytes, value: bytes) -> None:
+        records = self._records.get(topic)
+        if records is None:
+            records = self._records[topic] = []
+        records.append((key, value))
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self._records.values())
+
+    async def send(self) -> int:
+        """Hand every collected record to the producer's accumulator; returns the count."""
+        if self._failed is not None:  # never send past a lost record batch
+            raise RuntimeError("an earlier output batch was refused") from self._failed
+        if not self._records:
+            return 0
+        records, self._records = self._records, {}
+        producer = self._producer()
+        sent = 0
+        for topic, rows in records.items():
+            partitions = sorted(await producer.partitions_for(topic))
+            count = len(partitions)
+            by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+            for row in rows:
+                p = partitions[key_hash(row[0]) % count]
+                part = by_partition.get(p)
+                if part is None:
+                    by_partition[p] = [row]
+                else:
+                    part.append(row)
+            for p, part in by_partition.items():
+                batch = producer.create_batch()
+                for key, value in part:
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        await self._submit(producer, batch, topic, p)  # full: the next one
+                        batch = producer.create_batch()
+                        batch.append(key=key, value=value, timestamp=None)
+                await self._submit(producer, batch, topic, p)
+            sent += len(rows)
+        return sent
+
+    async def _submit(self, producer, batch, topic: str, partition: int) -> None:
+        delivered = await producer.send_batch(batch, topic, partition=partition)
+        delivered.add_done_callback(
+            lambda fut: self._on_delivered(fut, topic, partition, batch.record_count())
+        )
+
+    def _on_delivered(self, fut: asyncio.Future, topic: str, partition: int, n: int) -> None:
+        if fut.cancelled():  # producer stopped: Faust did not commit these offsets
+            return
+        exc = fut.exception()
+        if exc is None:
+            return
+        log.error(
+            "%d output records to %s[%d] were refused: %r; stopping the worker so "
+            "the batch is read again",
+            n,
+            topic,
+            partition,
+            exc,
+        )
+        self._failed = exc
+        self._crash(exc)
