@@ -72,7 +72,7 @@ class RegistrantProfile:
 
     __slots__ = (
         "families", "seen", "recent", "first_day", "last_day", "orders", "times", "held",
-        "_seen_text", "_recent_text",
+        "_seen_enc", "_recent_text",
     )
 
     def __init__(self) -> None:
@@ -86,9 +86,9 @@ class RegistrantProfile:
         # family -> cases [day, units, grams, order number, reason code, review outcome,
         # reviewed at], oldest first; both "" until an officer's review (engine.review)
         self.held: dict[str, list[list]] = {}
-        # JSON kept for ``dumps_state``: (entries of ``seen`` encoded, their JSON), valid
-        # while entries are only appended; each ``recent`` entry's JSON by order number
-        self._seen_text: tuple[int, str] | None = None
+        # JSON kept for ``dumps_state``: each of the first entries of ``seen`` encoded
+        # (entries only join at the end); each ``recent`` entry's JSON by order number
+        self._seen_enc: list[str] = []
         self._recent_text: dict[str, tuple[list, str]] = {}
 
     def history_days(self, day: int) -> int:
@@ -126,14 +126,35 @@ class RegistrantProfile:
             self.first_day = day
         if self.last_day is None or day > self.last_day:
             self.last_day = day
-        if order_number in self.seen:  # replaced in place, not appended
-            self._seen_text = None
-        self.seen[order_number] = (day, digest)
-        if len(self.seen) > MAX_SEEN or next(iter(self.seen.values()))[0] < day - SEEN_DAYS:
-            self._seen_text = None
-            self.seen = {k: v for k, v in self.seen.items() if v[0] >= day - SEEN_DAYS}
-            while len(self.seen) > MAX_SEEN:
-                del self.seen[next(iter(self.seen))]
+        seen = self.seen
+        if order_number in seen:  # replaced in place, not appended
+            self._seen_enc.clear()
+        seen[order_number] = (day, digest)
+        if len(seen) > MAX_SEEN or next(iter(seen.values()))[0] < day - SEEN_DAYS:
+            self._forget_seen(day)
+
+    def _forget_seen(self, day: int) -> None:
+        """Forget order numbers from the oldest end: older than ``SEEN_DAYS``, or past
+        ``MAX_SEEN``.
+
+        Numbers are kept in arrival order, so this stops at the first one still kept (a
+        straggler signed long before its neighbours is forgotten when it reaches the
+        end): the rest of ``seen`` and its kept JSON stay as they are.
+        """
+        seen, cutoff = self.seen, day - SEEN_DAYS
+        excess = len(seen) - MAX_SEEN
+        drop = []
+        for number, (d, _) in seen.items():
+            if len(drop) >= excess and d >= cutoff:
+                break
+            drop.append(number)
+        for number in drop:
+            del seen[number]
+        enc = self._seen_enc
+        if len(enc) > len(drop):
+            del enc[: len(drop)]
+        else:
+            enc.clear()
 
     def remember(
         self,
@@ -233,14 +254,10 @@ class RegistrantProfile:
         )
 
     def _seen_json(self) -> str:
-        kept, seen = self._seen_text, self.seen
-        n = len(seen)
-        if kept is None or kept[0] > n:
-            kept = (0, "")
-        if kept[0] < n:
-            more = ",".join(_enc([k, d, s]) for k, (d, s) in islice(seen.items(), kept[0], None))
-            kept = self._seen_text = (n, f"{kept[1]},{more}" if kept[0] else more)
-        return f"[{kept[1]}]"
+        enc, seen = self._seen_enc, self.seen
+        if len(enc) < len(seen):  # entries only join at the end (see ``_forget_seen``)
+            enc.extend(_enc([k, d, s]) for k, (d, s) in islice(seen.items(), len(enc), None))
+        return f"[{','.join(enc)}]"
 
     def _recent_json(self) -> str:
         texts, parts = self._recent_text, []

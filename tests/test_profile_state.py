@@ -6,7 +6,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.profile import MAX_SEEN, RECENT, RETENTION_DAYS, RegistrantProfile
+from engine.profile import MAX_SEEN, RECENT, RETENTION_DAYS, SEEN_DAYS, RegistrantProfile
 
 _order = st.tuples(
     st.integers(0, RETENTION_DAYS + 60),          # day offset (out of order allowed)
@@ -70,4 +70,26 @@ def test_replaced_decision_and_the_caps_are_encoded_again():
         if i % 97 == 0 or i > MAX_SEEN - 3:
             assert p.dumps_state() == _plain(p)
     assert len(p.seen) == MAX_SEEN and len(p.recent) == RECENT
+    assert p.dumps_state() == _plain(p)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9), st.integers(0, 200)), min_size=60, max_size=600))
+def test_seen_remembers_every_order_of_the_last_seen_days(steps):
+    """Order numbers signed within ``SEEN_DAYS`` of the newest order are never forgotten
+    (so a redelivery is recognised), stragglers included; the state encodes the same."""
+    p = RegistrantProfile()
+    day, newest, applied = 20000, 20000, {}
+    for i, (advance, late) in enumerate(steps):
+        day += advance
+        signed = day - late if i % 13 == 0 else day  # now and then a straggler
+        newest = max(newest, signed)
+        number = f"25X{i:06d}"
+        p.apply(number, signed, "c" * 16, [("oxycodone", 100.0, 0.9, 1350.0)])
+        applied[number] = signed
+        want = {n for n, d in applied.items() if d >= newest - SEEN_DAYS}
+        assert want <= set(p.seen)
+        assert all(d >= newest - SEEN_DAYS - 200 for d, _ in p.seen.values())
+        if i % 17 == 0:
+            assert p.dumps_state() == _plain(p)
     assert p.dumps_state() == _plain(p)
