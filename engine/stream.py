@@ -7,7 +7,9 @@ a Faust Table whose changelog is partitioned by the key's murmur2 hash, the
 same partitioner Kafka's Java client and aiokafka use for ``orders.signed``.
 A verified order whose key is missing, wrong, or whose partition is not the
 one its purchaser hashes to, goes once through ``orders.rekeyed`` so that one
-worker owns each registrant's profile.
+worker owns each registrant's profile. A batch's decisions, rejections and changelog
+writes leave through ``engine.outbox`` (one record batch per topic partition), not one
+``send_soon`` each.
 
 Officers' reviews (``engine.review``) arrive on ``orders.reviews``, keyed by DEA number
 like orders and with as many partitions, so Faust's assignor gives each worker the same
