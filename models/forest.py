@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ExportedForest"]
+__all__ = ["ExportedForest", "ForestBank"]
 
 _ARRAYS = ("feature", "threshold", "left", "right", "value", "roots")
 
@@ -100,3 +100,70 @@ class ExportedForest:
     def from_arrays(cls, arrays, prefix: str) -> ExportedForest:
         meta = arrays[f"{prefix}meta"]
         return cls(*(arrays[f"{prefix}{k}"] for k in _ARRAYS), int(meta[0]), float(meta[1]))
+
+
+class ForestBank:
+    """Several exported forests, walked together.
+
+    A micro-batch's orders belong to several peer groups, each with its own forest;
+    walking each group's rows separately pays the walk's fixed cost (depth x a few
+    array operations) once per group. Here the forests' nodes are concatenated and each
+    row starts at its own forest's roots, so one walk scores the whole batch; a row's
+    score is the one its forest's ``score_samples`` gives, to the last bit (the same
+    comparisons, the same tree-by-tree sum, extra steps leave a leaf where it is).
+
+    >>> import numpy as np
+    >>> from sklearn.ensemble import IsolationForest
+    >>> rng = np.random.default_rng(0)
+    >>> a, b = rng.normal(size=(300, 3)), rng.normal(5, 2, size=(300, 3))
+    >>> fa, fb = (ExportedForest.from_sklearn(IsolationForest(n_estimators=20,
+    ...     random_state=0).fit(x)) for x in (a, b))
+    >>> X = np.vstack([a[:5], b[:5]]).astype(np.float32)
+    >>> which = np.array([0] * 5 + [1] * 5)
+    >>> got = ForestBank([fa, fb]).score_samples(X, which)
+    >>> bool(np.array_equal(got, np.concatenate([fa.score_samples(X[:5]),
+    ...                                           fb.score_samples(X[5:])])))
+    True
+    """
+
+    def __init__(self, forests: list[ExportedForest]) -> None:
+        feature, threshold, flat, value, roots = [], [], [], [], []
+        offset = 0
+        for f in forests:
+            feature.append(f.feature)
+            threshold.append(f.threshold)
+            flat.append(f._flat + offset)
+            value.append(f.value)
+            roots.append(f.roots + offset)
+            offset += len(f.feature)
+        # A forest with fewer trees walks extra ones that are one leaf worth 0.0 at the end:
+        # adding 0.0 to its sum changes no bit.
+        feature.append(np.zeros(1, dtype=np.int64))
+        threshold.append(np.full(1, np.inf))
+        flat.append(np.array([offset, offset], dtype=np.int64))
+        value.append(np.zeros(1))
+        trees = max(len(r) for r in roots)
+        roots = [np.concatenate([r, np.full(trees - len(r), offset, dtype=np.int64)])
+                 for r in roots]
+        self.feature = np.concatenate(feature)
+        self.threshold = np.concatenate(threshold)
+        self.value = np.concatenate(value)
+        self._flat = np.concatenate(flat)
+        self.roots = np.stack(roots)  # (forest, tree)
+        self.depth = max(f.depth for f in forests)
+        self.denom = np.array([f.denom for f in forests], dtype=np.float64)
+
+    def score_samples(self, X, which) -> np.ndarray:  # noqa: N803 - scikit-learn naming
+        """``score_samples`` of each row ``X[i]`` in forest ``which[i]``."""
+        X = np.asarray(X, dtype=np.float32)  # as scikit-learn compares
+        which = np.asarray(which, dtype=np.int64)
+        rows = np.arange(X.shape[0])
+        node = self.roots[which].T.copy()  # (tree, row)
+        feature, threshold, children = self.feature, self.threshold, self._flat
+        for _ in range(self.depth):  # children[node, right?] of the flattened (n, 2) table
+            node = children[(node << 1) | (X[rows, feature[node]] > threshold[node])]
+        depths = np.cumsum(self.value[node], axis=0)[-1]  # tree by tree, as scikit-learn adds
+        denom = self.denom[which]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scores = -(2.0 ** (-depths / denom))
+        return np.where(denom == 0, -1.0, scores)

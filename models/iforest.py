@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator
 
 from models.base import Finding, OrderContext, lazy_finding
 from models.features import FEATURES
-from models.forest import ExportedForest
+from models.forest import ExportedForest, ForestBank
 
 __all__ = ["IsolationForestScorer"]
 
@@ -74,34 +74,43 @@ class IsolationForestScorer(BaseEstimator):
         return self.assess_batch([ctx])[0]
 
     def assess_batch(self, ctxs: list[OrderContext]) -> list[list[Finding]]:
-        """Findings for a micro-batch of orders: one vectorised walk per peer group.
+        """Findings for a micro-batch of orders: one vectorised walk of every group's forest.
 
         Each row's score is the one a single-order call gives, to the last bit (the
-        walk's comparisons and the tree-by-tree sum are the same).
+        walk's comparisons and the tree-by-tree sum are the same; ``models.forest``).
         """
         out: list[list[Finding]] = [[] for _ in ctxs]
         forests = getattr(self, "forests_", None)
         if not forests:
             return out
-        by_forest: dict[str, list[int]] = {}
-        vectors = []
+        bank, index = self._bank(forests)
+        pooled = index.get(POOLED)
+        rows, which, vectors, names = [], [], [], []
         for i, ctx in enumerate(ctxs):
-            vectors.append(ctx.features.vector())
             group = ctx.features.peer_group
-            name = group if group in forests else POOLED
-            if name in forests:
-                by_forest.setdefault(name, []).append(i)
-        for name, rows in by_forest.items():
-            forest = forests[name]
-            if len(rows) == 1:  # the online case: fewer array operations for one row
-                x = np.array(vectors[rows[0]], dtype=np.float32)
-                scores = -forest._score_one(x)
-            else:
-                scores = -forest.score_samples(np.array([vectors[i] for i in rows],
-                                                        dtype=np.float32))
-            for i, score in zip(rows, scores.tolist(), strict=True):
-                out[i] = self._findings(name, vectors[i], score)
+            k = index.get(group, pooled)
+            if k is None:
+                continue
+            rows.append(i)
+            which.append(k)
+            vectors.append(ctx.features.vector())
+            names.append(group if group in index else POOLED)
+        if not rows:
+            return out
+        scores = -bank.score_samples(np.array(vectors, dtype=np.float32), which)
+        for i, name, vector, score in zip(rows, names, vectors, scores.tolist(), strict=True):
+            out[i] = self._findings(name, vector, score)
         return out
+
+    def _bank(self, forests: dict[str, ExportedForest]) -> tuple[ForestBank, dict[str, int]]:
+        """All forests in one walk, built once per set of forests (``fit`` or a load)."""
+        cached = self.__dict__.get("_walk")
+        if cached is None or cached[0] is not forests or len(cached[2]) != len(forests):
+            names = sorted(forests)
+            cached = (forests, ForestBank([forests[n] for n in names]),
+                      {n: k for k, n in enumerate(names)})
+            self.__dict__["_walk"] = cached
+        return cached[1], cached[2]
 
     def _findings(self, name: str, vector: list[float], score: float) -> list[Finding]:
         limit = self.limits_[name]

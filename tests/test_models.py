@@ -12,7 +12,7 @@ from sklearn.ensemble import IsolationForest
 from engine.decide import Policy, decide
 from engine.profile import RegistrantProfile
 from models.artifacts import ModelArtifactError, Models, load_models, save_models
-from models.forest import ExportedForest
+from models.forest import ExportedForest, ForestBank
 from models.frequency import FrequencyScorer
 from models.iforest import IsolationForestScorer
 from models.pattern import PatternScorer
@@ -284,3 +284,16 @@ def test_artifacts_refuse_other_features_and_missing_manifest(tmp_path):
         load_models(tmp_path)
     with pytest.raises(ModelArtifactError, match="missing"):
         load_models(tmp_path / "nowhere")
+
+
+def test_forest_bank_scores_each_row_in_its_own_forest_as_sklearn_does():
+    """One walk over several peer groups' forests (different tree counts and depths)."""
+    rng = np.random.default_rng(11)
+    models = [IsolationForest(n_estimators=n, max_samples=m, random_state=n).fit(
+        rng.normal(c, 1 + c, size=(500, 4))) for n, m, c in ((30, 64, 0), (50, 256, 3), (7, 16, 1))]
+    bank = ForestBank([ExportedForest.from_sklearn(m) for m in models])
+    X = rng.normal(1, 3, size=(300, 4))
+    which = rng.integers(0, 3, size=300)
+    got = bank.score_samples(X, which)
+    for k, m in enumerate(models):
+        assert np.array_equal(got[which == k], m.score_samples(X[which == k]))
