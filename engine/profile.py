@@ -130,31 +130,37 @@ class RegistrantProfile:
         if order_number in seen:  # replaced in place, not appended
             self._seen_enc.clear()
         seen[order_number] = (day, digest)
-        if len(seen) > MAX_SEEN or next(iter(seen.values()))[0] < day - SEEN_DAYS:
-            self._forget_seen(day)
+        if len(seen) > MAX_SEEN or next(iter(seen.values()))[0] < self.last_day - SEEN_DAYS:
+            self._forget_seen()
 
-    def _forget_seen(self, day: int) -> None:
-        """Forget order numbers from the oldest end: older than ``SEEN_DAYS``, or past
-        ``MAX_SEEN``.
+    def _forget_seen(self) -> None:
+        """Forget order numbers signed more than ``SEEN_DAYS`` before the newest order;
+        past ``MAX_SEEN``, the oldest to arrive.
 
-        Numbers are kept in arrival order, so this stops at the first one still kept (a
-        straggler signed long before its neighbours is forgotten when it reaches the
-        end): the rest of ``seen`` and its kept JSON stay as they are.
+        Numbers are kept in arrival order, so below the cap this only takes them from
+        the oldest end, up to the first one still kept (a straggler signed long before its
+        neighbours goes when it reaches that end): the rest of ``seen`` and its kept JSON
+        stay as they are. At the cap every expired number goes first, wherever it is.
         """
-        seen, cutoff = self.seen, day - SEEN_DAYS
-        excess = len(seen) - MAX_SEEN
-        drop = []
+        seen, cutoff, enc = self.seen, self.last_day - SEEN_DAYS, self._seen_enc
+        front = []
         for number, (d, _) in seen.items():
-            if len(drop) >= excess and d >= cutoff:
+            if d >= cutoff:
                 break
-            drop.append(number)
-        for number in drop:
+            front.append(number)
+        middle = []
+        if len(seen) - len(front) > MAX_SEEN:
+            middle = [n for n, (d, _) in islice(seen.items(), len(front), None) if d < cutoff]
+        for number in front + middle:
             del seen[number]
-        enc = self._seen_enc
-        if len(enc) > len(drop):
-            del enc[: len(drop)]
-        else:
+        over = list(islice(seen, max(0, len(seen) - MAX_SEEN)))  # the oldest arrivals
+        for number in over:
+            del seen[number]
+        dropped = len(front) + len(over)  # from the oldest end, unless middle ones went
+        if middle or len(enc) <= dropped:
             enc.clear()
+        else:
+            del enc[:dropped]
 
     def remember(
         self,

@@ -7,9 +7,10 @@ a Faust Table whose changelog is partitioned by the key's murmur2 hash, the
 same partitioner Kafka's Java client and aiokafka use for ``orders.signed``.
 A verified order whose key is missing, wrong, or whose partition is not the
 one its purchaser hashes to, goes once through ``orders.rekeyed`` so that one
-worker owns each registrant's profile. A batch's decisions, rejections and changelog
-writes leave through ``engine.outbox`` (one record batch per topic partition), not one
-``send_soon`` each.
+worker owns each registrant's profile. An order batch's decisions, keyed rejections and
+every changelog write leave through ``engine.outbox`` (one record batch per topic
+partition), not one ``send_soon`` each; the producer's flush before a commit raises if any
+of them was lost.
 
 Officers' reviews (``engine.review``) arrive on ``orders.reviews``, keyed by DEA number
 like orders and with as many partitions, so Faust's assignor gives each worker the same
@@ -108,9 +109,11 @@ class _TableProfiles:
 
         What ``table[key] = raw`` does (store the value, send it to the changelog keyed
         like the table's partitioner would), with the changelog record going out in the
-        batch's outbox instead of one ``send_soon`` each. Offsets are committed only after
-        the batch (and after the producer is flushed), so writing at the end of the batch
-        keeps at-least-once intact.
+        batch's outbox instead of one ``send_soon`` each. Faust's own setter would also
+        record the changelog offset for a persistent store: the table is ``memory://``,
+        which keeps none (a RocksDB store would need that callback back). Offsets are
+        committed only after the batch (and after the producer is flushed), so writing at
+        the end of the batch keeps at-least-once intact.
         """
         store, outbox, changelog = self.table.data, self.outbox, self.changelog
         for key, profile in self.dirty.items():
@@ -184,12 +187,11 @@ def create_app(
         value_type=bytes,
         use_partitioner=True,
     )
-    outbox = Outbox(
-        lambda: _aiokafka_producer(app), lambda exc: app.loop.create_task(app.crash(exc))
-    )
+    crashing: set = set()  # the crash task, referenced until it ends
+    outbox = Outbox(lambda: _aiokafka_producer(app), lambda exc: _crash(app, exc, crashing))
+    _check_outbox_before_commit(app, outbox)
     profiles = _TableProfiles(table, outbox)
     pipeline.is_committed = _committed_check(app)
-    partition_of: dict[str, int] = {}
     # the Verifier may come with its own certificate watch; otherwise this driver keeps one
     cert_watch = getattr(pipeline.verifier, "cert_watch", None)
     own_watch = cert_watch is None and metrics_on
@@ -205,12 +207,7 @@ def create_app(
         cert_watch.observe_order(verified)
 
     def home_partition(dea: str) -> int:
-        p = partition_of.get(dea)
-        if p is None:
-            p = partition_of[dea] = key_hash(dea.encode()) % k.partitions
-            if len(partition_of) > 1_000_000:
-                partition_of.clear()
-        return p
+        return key_hash(dea.encode()) % k.partitions
 
     def emit(outcome, key: bytes | None, received: Received, t: Tally | None) -> None:
         if isinstance(outcome, Rejection):
@@ -340,23 +337,30 @@ def create_app(
         for name in ("aiokafka", "faust", "mode"):
             logging.getLogger(name).setLevel(level)
 
+    async def finish(work, *args) -> None:
+        """Process a batch and send its outputs, or fail the outbox so that nothing more
+        is committed: Faust acknowledges a batch's events even when its agent raises."""
+        try:
+            work(*args)
+            await outbox.send()
+        except Exception as exc:
+            outbox.fail(exc)
+            raise
+
     @app.agent(signed, name="monitor")
     async def monitor(stream):
         async for events in stream.take_events(k.batch_size, within=k.batch_timeout_s):
-            handle(events, rekey_pass=False)
-            await outbox.send()
+            await finish(handle, events, False)
 
     @app.agent(rekeyed, name="monitor_rekeyed")
     async def monitor_rekeyed(stream):
         async for events in stream.take_events(k.batch_size, within=k.batch_timeout_s):
-            handle(events, rekey_pass=True)
-            await outbox.send()
+            await finish(handle, events, True)
 
     @app.agent(reviews, name="apply_reviews")
     async def apply_reviews(stream):
         async for events in stream.take_events(k.batch_size, within=k.batch_timeout_s):
-            handle_reviews(events)
-            await outbox.send()
+            await finish(handle_reviews, events)
 
     lag = ConsumerLag(app, [k.input_topic, k.rekey_topic, k.reviews_topic])
     monitored = frozenset((k.input_topic, k.rekey_topic))  # som_partitions_assigned counts these
@@ -410,6 +414,7 @@ def create_app(
         return web.json(body, status=200 if ready else 503)
 
     app.som_metrics = metrics  # for tests and the demo
+    app.som_outbox = outbox
     app.som_readiness = readiness
     return app
 
@@ -439,6 +444,25 @@ def _committed_check(app: faust.App):
         return committed is not None and offset < committed
 
     return is_committed
+
+
+def _crash(app: faust.App, exc: BaseException, tasks: set) -> None:
+    task = app.loop.create_task(app.crash(exc))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+def _check_outbox_before_commit(app: faust.App, outbox: Outbox) -> None:
+    """Faust flushes its producer before every offset commit: after that flush, raise if
+    an output record batch was refused or a send failed, so the commit does not happen."""
+    producer = app.producer
+    flush = producer.flush
+
+    async def flush_then_check() -> None:
+        await flush()
+        outbox.check()
+
+    producer.flush = flush_then_check
 
 
 def _aiokafka_producer(app: faust.App):

@@ -68,28 +68,12 @@ class ExportedForest:
     def score_samples(self, X) -> np.ndarray:  # noqa: N803 - scikit-learn naming
         """scikit-learn's ``score_samples``: minus the anomaly score, lower is stranger."""
         X = np.asarray(X, dtype=np.float32)  # as scikit-learn compares
-        if X.ndim == 1 or X.shape[0] == 1:
-            return self._score_one(X.reshape(-1))
-        rows = np.arange(X.shape[0])
-        node = np.broadcast_to(self.roots[:, None], (len(self.roots), X.shape[0])).copy()
-        for _ in range(self.depth):
-            go_left = X[rows, self.feature[node]] <= self.threshold[node]
-            node = np.where(go_left, self.left[node], self.right[node])
-        depths = np.cumsum(self.value[node], axis=0)[-1]  # tree by tree, as scikit-learn adds
-        if self.denom == 0:
-            return -np.ones(X.shape[0])
-        return -(2.0 ** (-depths / self.denom))
-
-    def _score_one(self, x: np.ndarray) -> np.ndarray:
-        """One row (the online case): the same walk with fewer array operations."""
-        node = self.roots
-        feature, threshold, children = self.feature, self.threshold, self._flat
-        for _ in range(self.depth):  # children[node, right?] of the flattened (n, 2) table
-            node = children[(node << 1) | (x[feature[node]] > threshold[node])]
-        depth = np.cumsum(self.value[node])[-1:]  # tree by tree, as scikit-learn adds
-        if self.denom == 0:
-            return -np.ones(1)
-        return -(2.0 ** (-depth / self.denom))
+        if X.ndim == 1:
+            X = X.reshape(1, -1)
+        bank = self.__dict__.get("_bank")
+        if bank is None:
+            bank = self.__dict__["_bank"] = ForestBank([self])
+        return bank.score_samples(X, np.zeros(X.shape[0], dtype=np.int64))
 
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
         out = {f"{prefix}{k}": getattr(self, k) for k in _ARRAYS}

@@ -104,12 +104,13 @@ class IsolationForestScorer(BaseEstimator):
 
     def _bank(self, forests: dict[str, ExportedForest]) -> tuple[ForestBank, dict[str, int]]:
         """All forests in one walk, built once per set of forests (``fit`` or a load)."""
+        key = tuple((name, id(forest)) for name, forest in forests.items())
         cached = self.__dict__.get("_walk")
-        if cached is None or cached[0] is not forests or len(cached[2]) != len(forests):
+        if cached is None or cached[0] != key:  # a new or changed set of forests
             names = sorted(forests)
-            cached = (forests, ForestBank([forests[n] for n in names]),
-                      {n: k for k, n in enumerate(names)})
-            self.__dict__["_walk"] = cached
+            cached = (key, ForestBank([forests[n] for n in names]),
+                      {n: k for k, n in enumerate(names)}, list(forests.values()))
+            self.__dict__["_walk"] = cached  # (the forests kept alive: their ids stay theirs)
         return cached[1], cached[2]
 
     def _findings(self, name: str, vector: list[float], score: float) -> list[Finding]:

@@ -297,3 +297,34 @@ def test_forest_bank_scores_each_row_in_its_own_forest_as_sklearn_does():
     got = bank.score_samples(X, which)
     for k, m in enumerate(models):
         assert np.array_equal(got[which == k], m.score_samples(X[which == k]))
+
+
+def test_iforest_batch_scores_each_order_in_its_groups_forest_or_the_pooled_one():
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(5)
+    X = np.vstack([rng.normal(0, 1, size=(600, 11)), rng.normal(2, 1, size=(600, 11))])
+    scorer = IsolationForestScorer(n_estimators=20, min_group_orders=500).fit(
+        X, groups=["a"] * 600 + ["b"] * 600)
+    assert sorted(scorer.forests_) == ["a", "all", "b"]
+    probe = rng.normal(1, 2, size=(6, 11))
+    groups = ["a", "b", "zz", "a", "all", ""]  # zz and "" have no forest: the pooled one
+
+    def ctx(row, group):
+        return SimpleNamespace(features=SimpleNamespace(vector=lambda: list(row),
+                                                        peer_group=group))
+
+    ctxs = [ctx(r, g) for r, g in zip(probe, groups, strict=True)]
+    batch = scorer.assess_batch(ctxs)
+    for row, group, found in zip(probe, groups, batch, strict=True):
+        name = group if group in scorer.forests_ else "all"
+        want = -scorer.forests_[name].score_samples(row)[0]
+        assert [f.value for f in found] == [round(want, 4)]
+        assert scorer.assess(ctx(row, group)) == found  # one order alone: the same
+    # a forest replaced in place is walked, not the one cached before
+    scorer.forests_["a"] = scorer.forests_["b"]
+    again = scorer.assess_batch(ctxs[:1])[0]
+    assert again[0].value == round(-scorer.forests_["b"].score_samples(probe[0])[0], 4)
+    # without a pooled forest, an order of a group with none gets no finding
+    del scorer.forests_["all"]
+    assert scorer.assess_batch(ctxs[2:3]) == [[]]

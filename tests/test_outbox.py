@@ -8,10 +8,9 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.producer.message_accumulator import BatchBuilder
 
 from connectors.kafka_admin import ensure_topics
-from engine.outbox import Outbox
+from engine.outbox import Outbox, OutputLost
 
 
 async def _read_all(bootstrap: str, topic: str, want: int, timeout: float = 30.0) -> list:
@@ -70,29 +69,50 @@ def test_every_record_lands_on_the_partition_aiokafka_would_pick(broker):
     assert [(r.key, r.value) for r in got_other] == [(b"BP0000001", b"one")]
 
 
-class _RefusingProducer:
-    """Stands in for the broker's refusal of a record batch (a Kafka error on delivery)."""
+class _FakeProducer:
+    """Stands in for aiokafka's producer where a broker cannot be made to misbehave:
+    a refused record batch, a failing metadata call, a slow partition."""
 
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-        self.batches = 0
+    def __init__(self, refuse: Exception | None = None, metadata_error: Exception | None = None,
+                 slow_topic: str = "") -> None:
+        self.refuse, self.metadata_error, self.slow_topic = refuse, metadata_error, slow_topic
+        self.sent: list[tuple[str, bytes, bytes]] = []
 
     async def partitions_for(self, topic: str) -> set[int]:
+        if self.metadata_error is not None:
+            raise self.metadata_error
         return {0, 1}
 
-    def create_batch(self) -> BatchBuilder:
-        return BatchBuilder(16384, 0)
+    def create_batch(self) -> _Batch:
+        return _Batch()
 
     async def send_batch(self, batch, topic: str, *, partition: int) -> asyncio.Future:
-        self.batches += 1
+        if topic == self.slow_topic:
+            await asyncio.sleep(0.05)  # waiting for the partition's previous batch to drain
+        self.sent.extend((topic, key, value) for key, value in batch.rows)
         fut = asyncio.get_running_loop().create_future()
-        fut.set_exception(self.error)
+        if self.refuse is not None:
+            fut.set_exception(self.refuse)
+        else:
+            fut.set_result(None)
         return fut
 
 
-def test_a_refused_batch_crashes_the_worker_and_nothing_is_sent_after_it():
+class _Batch:
+    def __init__(self) -> None:
+        self.rows: list[tuple[bytes, bytes]] = []
+
+    def append(self, *, key: bytes, value: bytes, timestamp) -> object:
+        self.rows.append((key, value))
+        return object()  # record metadata: never full
+
+    def record_count(self) -> int:
+        return len(self.rows)
+
+
+def test_a_refused_batch_crashes_the_worker_and_blocks_every_later_commit():
     error = RuntimeError("MessageSizeTooLargeError")
-    producer = _RefusingProducer(error)
+    producer = _FakeProducer(refuse=error)
     crashes: list = []
     outbox = Outbox(lambda: producer, crashes.append)
 
@@ -101,10 +121,68 @@ def test_a_refused_batch_crashes_the_worker_and_nothing_is_sent_after_it():
         await outbox.send()
         await asyncio.sleep(0)  # the delivery callback runs on the loop
         assert crashes == [error]
-        outbox.add("decisions", b"BP1234563", b"{}")
-        with pytest.raises(RuntimeError, match="refused") as info:
-            await outbox.send()
+        with pytest.raises(OutputLost) as info:  # what the producer's flush runs before a commit
+            outbox.check()
         assert info.value.__cause__ is error
+        outbox.add("decisions", b"BP1234563", b"{}")
+        with pytest.raises(OutputLost):
+            await outbox.send()
 
     asyncio.run(run())
-    assert producer.batches == 1
+    assert len(producer.sent) == 1 and crashes == [error]
+
+
+def test_a_send_failing_midway_fails_the_outbox():
+    error = ConnectionError("metadata request timed out")
+    crashes: list = []
+    outbox = Outbox(lambda: _FakeProducer(metadata_error=error), crashes.append)
+    outbox.add("decisions", b"BP1234563", b"{}")
+
+    async def run() -> None:
+        with pytest.raises(ConnectionError):
+            await outbox.send()
+        with pytest.raises(OutputLost):
+            outbox.check()
+
+    asyncio.run(run())
+    assert crashes == [error]
+
+
+def test_concurrent_sends_keep_the_order_records_were_added_in():
+    """Two agents share the outbox: a later changelog value of a key never overtakes an
+    earlier one, even when the earlier send waits on another topic's partition."""
+    producer = _FakeProducer(slow_topic="decisions")
+    outbox = Outbox(lambda: producer, lambda exc: None)
+
+    async def run() -> None:
+        outbox.add("decisions", b"BP1234563", b"d1")
+        outbox.add("changelog", b"BP1234563", b"state-1")
+        first = asyncio.create_task(outbox.send())
+        await asyncio.sleep(0.01)  # the first send now waits on the decisions partition
+        outbox.add("changelog", b"BP1234563", b"state-2")
+        await outbox.send()
+        await first
+        outbox.check()
+
+    asyncio.run(run())
+    changelog = [v for t, _, v in producer.sent if t == "changelog"]
+    assert changelog == [b"state-1", b"state-2"]
+
+
+def test_the_workers_producer_flush_refuses_to_let_a_commit_through_after_a_loss(tmp_path):
+    """Faust flushes its producer right before committing offsets: the worker's flush
+    raises once the outbox has failed, so that commit does not happen."""
+    from config import load_settings
+    from engine.stream import create_app
+    from tests.support import build_feed
+
+    settings = load_settings(build_feed(tmp_path, weeks=1, bad=False).config)
+    app = create_app(settings.with_overrides(web={"port": 0}))
+
+    async def run() -> None:
+        await app.producer.flush()  # nothing lost: an ordinary flush
+        app.som_outbox.fail(RuntimeError("record batch refused"))
+        with pytest.raises(OutputLost):
+            await app.producer.flush()
+
+    asyncio.run(run())

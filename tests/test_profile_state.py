@@ -73,23 +73,53 @@ def test_replaced_decision_and_the_caps_are_encoded_again():
     assert p.dumps_state() == _plain(p)
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 9), st.integers(0, 200)), min_size=60, max_size=600))
-def test_seen_remembers_every_order_of_the_last_seen_days(steps):
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9), st.integers(0, 200)), min_size=60, max_size=600),
+       st.sampled_from([25, 60, MAX_SEEN]))
+def test_seen_remembers_every_order_of_the_last_seen_days(steps, cap):
     """Order numbers signed within ``SEEN_DAYS`` of the newest order are never forgotten
-    (so a redelivery is recognised), stragglers included; the state encodes the same."""
-    p = RegistrantProfile()
-    day, newest, applied = 20000, 20000, {}
-    for i, (advance, late) in enumerate(steps):
-        day += advance
-        signed = day - late if i % 13 == 0 else day  # now and then a straggler
-        newest = max(newest, signed)
-        number = f"25X{i:06d}"
-        p.apply(number, signed, "c" * 16, [("oxycodone", 100.0, 0.9, 1350.0)])
-        applied[number] = signed
-        want = {n for n, d in applied.items() if d >= newest - SEEN_DAYS}
-        assert want <= set(p.seen)
-        assert all(d >= newest - SEEN_DAYS - 200 for d, _ in p.seen.values())
-        if i % 17 == 0:
-            assert p.dumps_state() == _plain(p)
-    assert p.dumps_state() == _plain(p)
+    (so a redelivery is recognised), stragglers included, unless more than ``MAX_SEEN``
+    of them are; the state encodes the same."""
+    import engine.profile
+
+    saved, engine.profile.MAX_SEEN = engine.profile.MAX_SEEN, cap
+    try:
+        p = RegistrantProfile()
+        day, newest, applied, crowded = 20000, 20000, {}, False
+        for i, (advance, late) in enumerate(steps):
+            day += advance
+            signed = day - late if i % 5 == 0 else day  # now and then a straggler
+            newest = max(newest, signed)
+            number = f"25X{i:06d}"
+            p.apply(number, signed, "c" * 16, [("oxycodone", 100.0, 0.9, 1350.0)])
+            applied[number] = signed
+            want = {n for n, d in applied.items() if d >= newest - SEEN_DAYS}
+            crowded = crowded or len(want) > cap  # from then on the cap may evict
+            assert len(p.seen) <= cap
+            assert number in p.seen or signed < newest - SEEN_DAYS  # expired on arrival
+            if not crowded:
+                assert want <= set(p.seen)
+            if i % 17 == 0:
+                assert p.dumps_state() == _plain(p)
+        assert p.dumps_state() == _plain(p)
+    finally:
+        engine.profile.MAX_SEEN = saved
+
+
+def test_at_the_cap_expired_stragglers_go_before_numbers_still_in_the_window():
+    """An order of the newest day, then 100 stragglers signed 500 days earlier, then
+    orders up to the cap: the stragglers are forgotten, the first order is not."""
+    import engine.profile
+
+    saved, engine.profile.MAX_SEEN = engine.profile.MAX_SEEN, 50
+    try:
+        p = RegistrantProfile()
+        p.apply("25XFIRST0", 21000, "a" * 16, [("oxycodone", 100.0, 0.9, 1350.0)])
+        for i in range(100):
+            p.apply(f"25XLATE{i:02d}", 20500, "b" * 16, [("oxycodone", 100.0, 0.9, 1350.0)])
+        for i in range(49):
+            p.apply(f"25XNEW{i:03d}", 21000, "c" * 16, [("oxycodone", 100.0, 0.9, 1350.0)])
+            assert "25XFIRST0" in p.seen and len(p.seen) <= 50
+        assert p.dumps_state() == _plain(p)
+    finally:
+        engine.profile.MAX_SEEN = saved
