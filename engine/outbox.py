@@ -120,21 +120,17 @@ class Outbox:
         for topic, rows in records.items():
             partitions = sorted(await producer.partitions_for(topic))
             count = len(partitions)
-            by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
-            for row in rows:
-                p = partitions[key_hash(row[0]) % count]
-                part = by_partition.get(p)
-                if part is None:
-                    by_partition[p] = [row]
-                else:
-                    part.append(row)
-            for p, part in by_partition.items():
-                batch = producer.create_batch()
-                for key, value in part:
-                    if batch.append(key=key, value=value, timestamp=None) is None:
-                        await self._submit(producer, batch, topic, p)  # full: the next one
-                        batch = producer.create_batch()
-                        batch.append(key=key, value=value, timestamp=None)
+            batches: dict[int, object] = {}  # one open record batch per partition
+            for key, value in rows:
+                p = partitions[key_hash(key) % count]
+                batch = batches.get(p)
+                if batch is None:
+                    batch = batches[p] = producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    await self._submit(producer, batch, topic, p)  # full: the next one
+                    batch = batches[p] = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            for p, batch in batches.items():
                 await self._submit(producer, batch, topic, p)
             sent += len(rows)
         return sent

@@ -83,9 +83,9 @@ class IsolationForestScorer(BaseEstimator):
         forests = getattr(self, "forests_", None)
         if not forests:
             return out
-        bank, index = self._bank(forests)
+        bank, index, names = self._bank(forests)
         pooled = index.get(POOLED)
-        rows, which, vectors, names = [], [], [], []
+        rows, which, vectors = [], [], []
         for i, ctx in enumerate(ctxs):
             group = ctx.features.peer_group
             k = index.get(group, pooled)
@@ -94,24 +94,25 @@ class IsolationForestScorer(BaseEstimator):
             rows.append(i)
             which.append(k)
             vectors.append(ctx.features.vector())
-            names.append(group if group in index else POOLED)
         if not rows:
             return out
         scores = -bank.score_samples(np.array(vectors, dtype=np.float32), which)
-        for i, name, vector, score in zip(rows, names, vectors, scores.tolist(), strict=True):
-            out[i] = self._findings(name, vector, score)
+        for i, k, vector, score in zip(rows, which, vectors, scores.tolist(), strict=True):
+            out[i] = self._findings(names[k], vector, score)
         return out
 
-    def _bank(self, forests: dict[str, ExportedForest]) -> tuple[ForestBank, dict[str, int]]:
+    def _bank(
+        self, forests: dict[str, ExportedForest]
+    ) -> tuple[ForestBank, dict[str, int], list[str]]:
         """All forests in one walk, built once per set of forests (``fit`` or a load)."""
         key = tuple((name, id(forest)) for name, forest in forests.items())
         cached = self.__dict__.get("_walk")
         if cached is None or cached[0] != key:  # a new or changed set of forests
             names = sorted(forests)
             cached = (key, ForestBank([forests[n] for n in names]),
-                      {n: k for k, n in enumerate(names)}, list(forests.values()))
+                      {n: k for k, n in enumerate(names)}, names, list(forests.values()))
             self.__dict__["_walk"] = cached  # (the forests kept alive: their ids stay theirs)
-        return cached[1], cached[2]
+        return cached[1], cached[2], cached[3]
 
     def _findings(self, name: str, vector: list[float], score: float) -> list[Finding]:
         limit = self.limits_[name]
