@@ -41,6 +41,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from config import Settings
 from connectors.kafka_admin import bootstrap_servers
 from engine.cert_watch import CertExpiryWatch
+from engine.changelog_ends import ChangelogTableManager
 from engine.gauges import StateGauges
 from engine.health import BrokerProbe, Readiness, app_checks, liveness, pipeline_checks
 from engine.lag import ConsumerLag
@@ -127,6 +128,8 @@ def create_app(
         k.app_id,
         broker=k.broker,
         store="memory://",
+        # recovery reads each changelog partition to its last record (engine.changelog_ends)
+        TableManager=ChangelogTableManager,
         autodiscover=False,
         datadir=str(Path(tempfile.gettempdir()) / f"som-{k.app_id}-data"),
         topic_partitions=k.partitions,
