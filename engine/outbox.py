@@ -83,8 +83,11 @@ class Outbox:
         """Records may be lost (a failed send, a batch not processed to its end)."""
         if self._failed is None:
             self._failed = exc
-            log.error("output records may be lost (%r): no offset will be committed from "
-                      "now on; stopping the worker so it restarts from the last commit", exc)
+            log.error(
+                "output records may be lost (%r): no offset will be committed from "
+                "now on; stopping the worker so it restarts from the last commit",
+                exc,
+            )
             self._crash(exc)
 
     def track(self, fut: asyncio.Future) -> None:
@@ -162,6 +165,7 @@ class Outbox:
     def _on_delivered(self, fut: asyncio.Future, topic: str, partition: int, n: int) -> None:
         if fut.cancelled() or fut.exception() is None:
             return
-        log.error("%d output records to %s[%d] were refused: %r", n, topic, partition,
-                  fut.exception())
+        log.error(
+            "%d output records to %s[%d] were refused: %r", n, topic, partition, fut.exception()
+        )
         self.fail(fut.exception())
