@@ -7,7 +7,10 @@ a Faust Table whose changelog is partitioned by the key's murmur2 hash, the
 same partitioner Kafka's Java client and aiokafka use for ``orders.signed``.
 A verified order whose key is missing, wrong, or whose partition is not the
 one its purchaser hashes to, goes once through ``orders.rekeyed`` so that one
-worker owns each registrant's profile.
+worker owns each registrant's profile. An order batch's decisions, keyed rejections and
+every changelog write leave through ``engine.outbox`` (one record batch per topic
+partition), not one ``send_soon`` each; the producer's flush before a commit raises if any
+of them was lost.
 
 Officers' reviews (``engine.review``) arrive on ``orders.reviews``, keyed by DEA number
 like orders and with as many partitions, so Faust's assignor gives each worker the same
@@ -34,7 +37,6 @@ import time
 from pathlib import Path
 
 import faust
-from aiokafka.partitioner import murmur2
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -46,6 +48,7 @@ from engine.gauges import StateGauges
 from engine.health import BrokerProbe, Readiness, app_checks, liveness, pipeline_checks
 from engine.lag import ConsumerLag
 from engine.metrics import EngineMetrics, Tally
+from engine.outbox import Outbox, key_hash
 from engine.pipeline import MICRO_BATCH, Pipeline, Received, _iso, build_pipeline
 from engine.profile import RegistrantProfile
 from engine.records import Rejection, RejectReason, ReviewRecord, dumps, raw_sha256
@@ -75,10 +78,12 @@ class _TableProfiles:
     after recovery and never per event.
     """
 
-    __slots__ = ("table", "live", "dirty")
+    __slots__ = ("table", "live", "dirty", "outbox", "changelog")
 
-    def __init__(self, table) -> None:
+    def __init__(self, table, outbox: Outbox) -> None:
         self.table = table
+        self.outbox = outbox
+        self.changelog = table.changelog_topic.get_topic_name()
         self.live: dict[bytes, tuple[bytes, RegistrantProfile]] = {}
         self.dirty: dict[bytes, RegistrantProfile] = {}
 
@@ -103,13 +108,20 @@ class _TableProfiles:
     def flush(self) -> None:
         """One changelog write per registrant touched in the batch.
 
-        Offsets are committed only after the batch (and after the producer is
-        flushed), so writing at the end of the batch keeps at-least-once intact.
+        What ``table[key] = raw`` does (store the value, send it to the changelog keyed
+        like the table's partitioner would), with the changelog record going out in the
+        batch's outbox instead of one ``send_soon`` each. Faust's own setter would also
+        record the changelog offset for a persistent store: the table is ``memory://``,
+        which keeps none (a RocksDB store would need that callback back). Offsets are
+        committed only after the batch (and after the producer is flushed), so writing at
+        the end of the batch keeps at-least-once intact.
         """
+        store, outbox, changelog = self.table.data, self.outbox, self.changelog
         for key, profile in self.dirty.items():
             raw = _dump_profile(profile)
             self.live[key] = (raw, profile)
-            self.table[key] = raw
+            store[key] = raw
+            outbox.add(changelog, key, raw)
         self.dirty.clear()
 
 
@@ -157,9 +169,6 @@ def create_app(
     rekeyed = app.topic(
         k.rekey_topic, value_serializer="raw", key_serializer="raw", partitions=k.partitions
     )
-    decisions = app.topic(
-        k.decisions_topic, value_serializer="raw", key_serializer="raw", partitions=k.partitions
-    )
     rejected = app.topic(
         k.rejected_topic, value_serializer="raw", key_serializer="raw", partitions=k.partitions
     )
@@ -181,9 +190,11 @@ def create_app(
         value_type=bytes,
         use_partitioner=True,
     )
-    profiles = _TableProfiles(table)
+    crashing: set = set()  # the crash task, referenced until it ends
+    outbox = Outbox(lambda: _aiokafka_producer(app), lambda exc: _crash(app, exc, crashing))
+    _check_outbox_before_commit(app, outbox)
+    profiles = _TableProfiles(table, outbox)
     pipeline.is_committed = _committed_check(app)
-    partition_of: dict[str, int] = {}
     # the Verifier may come with its own certificate watch; otherwise this driver keeps one
     cert_watch = getattr(pipeline.verifier, "cert_watch", None)
     own_watch = cert_watch is None and metrics_on
@@ -199,23 +210,21 @@ def create_app(
         cert_watch.observe_order(verified)
 
     def home_partition(dea: str) -> int:
-        p = partition_of.get(dea)
-        if p is None:
-            p = partition_of[dea] = (murmur2(dea.encode()) & 0x7FFFFFFF) % k.partitions
-            if len(partition_of) > 1_000_000:
-                partition_of.clear()
-        return p
+        return key_hash(dea.encode()) % k.partitions
 
     def emit(outcome, key: bytes | None, received: Received, t: Tally | None) -> None:
         if isinstance(outcome, Rejection):
             if t is not None:
                 t.rejection(str(outcome.reason))
-            rejected.send_soon(key=key, value=dumps(outcome))
+            if key is None:  # unkeyed input: the producer picks a partition
+                outbox.track(rejected.send_soon(key=None, value=dumps(outcome)))
+            else:
+                outbox.add(k.rejected_topic, key, dumps(outcome))
         else:
             if t is not None:
                 first = outcome.reasons[0].code if outcome.reasons else "none"
                 t.decision(outcome.decision, first, time.time() - received.ts)
-            decisions.send_soon(key=outcome.purchaser_dea.encode(), value=dumps(outcome))
+            outbox.add(k.decisions_topic, outcome.purchaser_dea.encode(), dumps(outcome))
 
     def handle(events, rekey_pass: bool) -> None:
         # metrics: plain ints and list appends per event, one flush per batch (engine.metrics)
@@ -243,10 +252,12 @@ def create_app(
             if own_watch and cert_seen.get(dea) != verified.cert_not_after:
                 watch_cert(dea, verified)
             if not rekey_pass and (msg.key != dea.encode() or msg.partition != home_partition(dea)):
-                rekeyed.send_soon(
-                    key=dea.encode(),
-                    value=raw,
-                    headers={_RECEIVED_HEADER: repr(received.ts).encode()},
+                outbox.track(
+                    rekeyed.send_soon(
+                        key=dea.encode(),
+                        value=raw,
+                        headers={_RECEIVED_HEADER: repr(received.ts).encode()},
+                    )
                 )
                 if t is not None:
                     t.rekeyed += 1
@@ -276,10 +287,12 @@ def create_app(
             dea = None
         if dea is not None and (msg.key != dea.encode() or msg.partition != home_partition(dea)):
             if not resent:
-                reviews.send_soon(
-                    key=dea.encode(),
-                    value=raw,
-                    headers={_RECEIVED_HEADER: repr(received.ts).encode()},
+                outbox.track(
+                    reviews.send_soon(
+                        key=dea.encode(),
+                        value=raw,
+                        headers={_RECEIVED_HEADER: repr(received.ts).encode()},
+                    )
                 )
                 return None
             # the re-sent copy is off its home partition too: the reviews topic's partition
@@ -314,10 +327,14 @@ def create_app(
             if outcome is None:
                 continue
             if isinstance(outcome, ReviewRecord):
-                reviews_applied.send_soon(key=outcome.purchaser_dea.encode(), value=dumps(outcome))
+                outbox.track(
+                    reviews_applied.send_soon(
+                        key=outcome.purchaser_dea.encode(), value=dumps(outcome)
+                    )
+                )
                 label = outcome.outcome
             else:
-                rejected.send_soon(key=msg.key, value=dumps(outcome))
+                outbox.track(rejected.send_soon(key=msg.key, value=dumps(outcome)))
                 label = "rejected"  # not in som_orders_rejected_total: that counts orders
             if metrics_on:
                 metrics.reviews.labels(outcome=label).inc()
@@ -331,20 +348,30 @@ def create_app(
         for name in ("aiokafka", "faust", "mode"):
             logging.getLogger(name).setLevel(level)
 
+    async def finish(work, *args) -> None:
+        """Process a batch and send its outputs, or fail the outbox so that nothing more
+        is committed: Faust acknowledges a batch's events even when its agent raises."""
+        try:
+            work(*args)
+            await outbox.send()
+        except Exception as exc:
+            outbox.fail(exc)
+            raise
+
     @app.agent(signed, name="monitor")
     async def monitor(stream):
         async for events in stream.take_events(k.batch_size, within=k.batch_timeout_s):
-            handle(events, rekey_pass=False)
+            await finish(handle, events, False)
 
     @app.agent(rekeyed, name="monitor_rekeyed")
     async def monitor_rekeyed(stream):
         async for events in stream.take_events(k.batch_size, within=k.batch_timeout_s):
-            handle(events, rekey_pass=True)
+            await finish(handle, events, True)
 
     @app.agent(reviews, name="apply_reviews")
     async def apply_reviews(stream):
         async for events in stream.take_events(k.batch_size, within=k.batch_timeout_s):
-            handle_reviews(events)
+            await finish(handle_reviews, events)
 
     lag = ConsumerLag(app, [k.input_topic, k.rekey_topic, k.reviews_topic])
     monitored = frozenset((k.input_topic, k.rekey_topic))  # som_partitions_assigned counts these
@@ -398,6 +425,7 @@ def create_app(
         return web.json(body, status=200 if ready else 503)
 
     app.som_metrics = metrics  # for tests and the demo
+    app.som_outbox = outbox
     app.som_readiness = readiness
     return app
 
@@ -427,6 +455,38 @@ def _committed_check(app: faust.App):
         return committed is not None and offset < committed
 
     return is_committed
+
+
+def _crash(app: faust.App, exc: BaseException, tasks: set) -> None:
+    task = app.loop.create_task(app.crash(exc))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+def _check_outbox_before_commit(app: faust.App, outbox: Outbox) -> None:
+    """Faust flushes its producer before every offset commit (and before table recovery):
+    after that flush, wait until every output record is acknowledged and raise if one was
+    refused, failed or is late, so the commit does not happen."""
+    producer = app.producer
+    flush = producer.flush
+    timeout = float(app.conf.producer_request_timeout)
+
+    async def flush_then_settle() -> None:
+        await flush()
+        await outbox.settle(timeout)
+
+    producer.flush = flush_then_settle
+
+
+def _aiokafka_producer(app: faust.App):
+    """Faust's started aiokafka producer (its flush before a commit covers the outbox)."""
+    producer = getattr(app.producer, "_producer", None)
+    if producer is None:
+        raise RuntimeError(
+            "Faust's aiokafka producer is not started (faust-streaming changed? this driver "
+            "is tested with the version pinned in pyproject.toml)"
+        )
+    return producer
 
 
 def _has_header(msg, name: str) -> bool:
