@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import faust
+from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -48,6 +49,7 @@ from engine.gauges import StateGauges
 from engine.health import BrokerProbe, Readiness, app_checks, liveness, pipeline_checks
 from engine.lag import ConsumerLag
 from engine.metrics import EngineMetrics, Tally
+from engine.offset_guard import OffsetGuard, guard_commit_holes
 from engine.outbox import Outbox, key_hash
 from engine.pipeline import MICRO_BATCH, Pipeline, Received, _iso, build_pipeline
 from engine.profile import RegistrantProfile
@@ -195,6 +197,8 @@ def create_app(
     _check_outbox_before_commit(app, outbox)
     profiles = _TableProfiles(table, outbox)
     pipeline.is_committed = _committed_check(app)
+    guard_commit_holes(FaustConsumer)
+    guard = OffsetGuard(lambda: app.consumer)
     # the Verifier may come with its own certificate watch; otherwise this driver keeps one
     cert_watch = getattr(pipeline.verifier, "cert_watch", None)
     own_watch = cert_watch is None and metrics_on
@@ -348,11 +352,12 @@ def create_app(
         for name in ("aiokafka", "faust", "mode"):
             logging.getLogger(name).setLevel(level)
 
-    async def finish(work, *args) -> None:
-        """Process a batch and send its outputs, or fail the outbox so that nothing more
-        is committed: Faust acknowledges a batch's events even when its agent raises."""
+    async def finish(work, events, *args) -> None:
+        """Process a batch (the events ``guard`` admits) and send its outputs, or fail the
+        outbox so that nothing more is committed: Faust acknowledges a batch's events even
+        when its agent raises."""
         try:
-            work(*args)
+            work(await guard.admit(events), *args)
             await outbox.send()
         except Exception as exc:
             outbox.fail(exc)
@@ -391,6 +396,7 @@ def create_app(
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender, assigned, **kwargs) -> None:
+        guard.reset()  # expect each partition's committed offset next
         if metrics_on:
             metrics.rebalances.inc()
             metrics.partitions.set(sum(1 for tp in assigned if tp.topic in monitored))

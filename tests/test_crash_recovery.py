@@ -72,6 +72,31 @@ async def _run_and_kill(bootstrap, topics, changelog, total, procs):
     return out, killed_at
 
 
+def _explain_mismatch(tmp_path, got: dict, expected: dict, messages: list) -> None:
+    """Write the orders that differ, with their input partition and offset, to mismatch.json
+    (a lost message shows as one missing order and its registrant's later orders differing)."""
+    from aiokafka.partitioner import murmur2
+
+    from connectors.envelope import open_envelope
+
+    where, count = {}, [0] * 4
+    for m in messages:
+        key = purchaser_key(m)
+        if key is None:
+            continue
+        p = (murmur2(key) & 0x7FFFFFFF) % 4
+        where[(key.decode(), json.loads(open_envelope(m).payload)["order_number"])] = (p, count[p])
+        count[p] += 1
+    report = {
+        "missing": [[*k, *where.get(k, ())] for k in sorted(set(expected) - set(got))],
+        "extra": [list(k) for k in sorted(set(got) - set(expected))],
+        "differing": [[*k, *where.get(k, ())] for k in sorted(set(got) & set(expected))
+                      if got[k] != expected[k]],
+    }
+    (tmp_path / "mismatch.json").write_text(json.dumps(report, indent=1))
+    print({k: len(v) for k, v in report.items()}, report["missing"][:5])
+
+
 def test_sigkill_one_of_two_workers_loses_and_doubles_nothing(broker, tmp_path):
     generate(tmp_path, seed=11, registrants=120, days=75, bad_messages=6)
     config = tmp_path / "som.toml"
@@ -113,6 +138,8 @@ def test_sigkill_one_of_two_workers_loses_and_doubles_nothing(broker, tmp_path):
     for d in out[topics[1]]:
         ident = (d["purchaser_dea"], d["order_number"])
         assert got.setdefault(ident, _comparable(d)) == _comparable(d), "redelivery changed it"
+    if got != expected:
+        _explain_mismatch(tmp_path, got, expected, messages)
     assert got == expected
     redelivered = len(out[topics[1]]) - len(got)
     print(f"killed after {killed_at} of {len(messages)} outcomes; "

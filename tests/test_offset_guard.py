@@ -1,0 +1,118 @@
+"""engine.offset_guard: no commit past a message the agent did not process; holes read again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from types import SimpleNamespace
+
+from faust.transport.consumer import Consumer as FaustConsumer
+from faust.types import TP
+from intervaltree import IntervalTree
+
+from engine.offset_guard import OffsetGuard, guard_commit_holes
+
+A, B = TP("input", 0), TP("input", 1)
+
+
+class _Consumer:
+    """The parts of Faust's consumer the guards read and write."""
+
+    def __init__(self, committed: dict | None = None, earliest: int = 0) -> None:
+        self._committed_offset = defaultdict(lambda: None, committed or {})
+        self._acked = defaultdict(list)
+        self._acked_index = defaultdict(set)
+        self._gap = defaultdict(IntervalTree)
+        self.earliest = earliest
+        self.seeks: list[tuple] = []
+
+    def ack(self, tp: TP, offset: int) -> None:  # what Faust's take_events does after a batch
+        if offset not in self._acked_index[tp]:
+            self._acked_index[tp].add(offset)
+            self._acked[tp].append(offset)
+
+    async def earliest_offsets(self, *tps):
+        return {tp: self.earliest for tp in tps}
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+# Faust's own (the worker patches the class when it is created)
+_FAUST_NEW_OFFSET = getattr(FaustConsumer._new_offset, "som_original", FaustConsumer._new_offset)
+
+
+class _Patched(_Consumer):
+    _new_offset = _FAUST_NEW_OFFSET
+
+
+guard_commit_holes(_Patched)
+
+
+def _events(*pairs):
+    return [SimpleNamespace(message=SimpleNamespace(tp=tp, offset=o)) for tp, o in pairs]
+
+
+def _offsets(events):
+    return [(e.message.tp.partition, e.message.offset) for e in events]
+
+
+def test_faust_commits_over_a_hole_just_after_the_committed_offset():
+    """Faust's own check: offset 25 not processed, 26-27 acknowledged, 25 committed."""
+    c = _Consumer({A: 25})
+    for o in (26, 27):
+        c.ack(A, o)
+    assert _FAUST_NEW_OFFSET(c, A) == 28  # the bug the guard removes
+
+
+def test_the_guarded_commit_stops_at_any_hole():
+    c = _Patched({A: 25, B: 0})
+    for o in (26, 27):
+        c.ack(A, o)
+    c.ack(B, 1)
+    assert c._new_offset(A) is None and c._new_offset(B) is None
+    c.ack(A, 25)
+    assert c._new_offset(A) == 28
+    gapped = _Patched({A: 25})
+    gapped._gap[A].addi(25, 26)  # an offset Faust saw skipped by the broker (a tx marker)
+    gapped.ack(A, 26)
+    assert gapped._new_offset(A) == 27
+
+
+def test_admit_passes_contiguous_batches_and_starts_at_the_committed_offset():
+    c = _Consumer({A: 10})
+    guard = OffsetGuard(lambda: c)
+    got = asyncio.run(guard.admit(_events((A, 10), (B, 0), (A, 11), (B, 1))))
+    assert _offsets(got) == [(0, 10), (1, 0), (0, 11), (1, 1)]
+    assert c.seeks == []
+
+
+def test_a_hole_skips_the_partition_seeks_back_and_withdraws_the_acks():
+    c = _Consumer({A: 25})
+    guard = OffsetGuard(lambda: c)
+
+    async def run():
+        first = await guard.admit(_events((A, 25), (A, 26), (A, 28), (B, 0), (A, 29)))
+        for e in _events((A, 25), (A, 26), (A, 28), (B, 0), (A, 29)):
+            c.ack(e.message.tp, e.message.offset)  # Faust acknowledges the whole batch
+        c._committed_offset[A] = 27  # a commit may pass what was processed (25, 26)
+        again = await guard.admit(_events((A, 27), (A, 28), (A, 29), (A, 26)))
+        return first, again
+
+    first, again = asyncio.run(run())
+    assert _offsets(first) == [(0, 25), (0, 26), (1, 0)]  # 27 missing: 28 and 29 wait
+    assert c.seeks == [(A, 27)]
+    assert 28 not in c._acked_index[A] and 29 not in c._acked_index[A]
+    assert c._acked[A] == [25, 26]
+    # read again from 27, in order; 26 arrives twice and is passed over
+    assert _offsets(again) == [(0, 27), (0, 28), (0, 29)]
+
+
+def test_reset_starts_again_from_the_committed_or_earliest_offset():
+    c = _Consumer({}, earliest=5)
+    guard = OffsetGuard(lambda: c)
+    assert _offsets(asyncio.run(guard.admit(_events((A, 6))))) == []
+    assert c.seeks == [(A, 5)]
+    guard.reset()
+    c._committed_offset[A] = 6
+    assert _offsets(asyncio.run(guard.admit(_events((A, 6), (A, 7))))) == [(0, 6), (0, 7)]
