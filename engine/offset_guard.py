@@ -20,12 +20,15 @@ Two guards, neither depending on why the message went missing:
   processed since the assignment (Faust fetched them twice) and are passed over.
   Faust acknowledges every message of a batch, the skipped ones too; those
   acknowledgements are withdrawn before the next batch, so no commit passes a message
-  that was skipped and not yet processed.
+  that was skipped and not yet processed. Messages Faust had already fetched past the
+  hole can still arrive after the seek and move Faust's read position past the hole
+  again, so ``retry`` (on a timer) seeks again while a hole stays open.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 
 __all__ = ["OffsetGuard", "guard_commit_holes"]
@@ -33,6 +36,7 @@ __all__ = ["OffsetGuard", "guard_commit_holes"]
 log = logging.getLogger(__name__)
 
 _HOLE_MAX = 100_000  # acknowledgements to withdraw for one hole, at most
+RETRY_S = 1.0  # seek again when a hole stays open this long
 
 
 def guard_commit_holes(consumer_cls) -> None:
@@ -67,9 +71,11 @@ class OffsetGuard:
         self._consumer = consumer
         self._next: dict = {}
         self._withdraw: dict = {}  # tp -> offsets acknowledged by Faust but not processed
+        self.holes: dict = {}  # tp -> (offset, monotonic time of the last seek to it)
 
     def reset(self) -> None:
         self._next.clear()
+        self.holes.clear()
 
     async def admit(self, events: Iterable) -> list:
         consumer = self._consumer()
@@ -90,17 +96,34 @@ class OffsetGuard:
                 continue  # processed since the assignment: Faust fetched it twice
             keep.append(event)
             self._next[tp] = offset + 1
+            if self.holes.pop(tp, None) is not None:
+                log.info("input %s[%d]: offset %d read again", tp.topic, tp.partition, offset)
         for tp, at in holes.items():
-            log.warning(
-                "input %s[%d]: offset %d never reached the agent; reading again from it",
-                tp.topic,
-                tp.partition,
-                at,
-            )
+            if tp not in self.holes:
+                log.warning(
+                    "input %s[%d]: offset %d never reached the agent; reading again from it",
+                    tp.topic,
+                    tp.partition,
+                    at,
+                )
             withdraw = self._withdraw.setdefault(tp, set())
             withdraw.update(range(at, min(at + _HOLE_MAX, max(withdraw) + 1)))
-            await consumer.seek(tp, at)
+            await self._seek(consumer, tp, at)
         return keep
+
+    async def retry(self) -> None:
+        """Seek again to each hole still open after ``RETRY_S`` (run on a timer)."""
+        if not self.holes:
+            return
+        consumer = self._consumer()
+        now = time.monotonic()
+        for tp, (at, since) in list(self.holes.items()):
+            if now - since >= RETRY_S:
+                await self._seek(consumer, tp, at)
+
+    async def _seek(self, consumer, tp, at: int) -> None:
+        self.holes[tp] = (at, time.monotonic())
+        await consumer.seek_wait({tp: at})  # in the consumer's thread, unlike ``seek``
 
     async def _start(self, consumer, tp, first_offset: int) -> int:
         """Where the partition's reading starts: the committed offset, else the earliest."""

@@ -408,6 +408,7 @@ def create_app(
             await lag.refresh()
 
     app.task(observe_outside)  # once at start: /readyz need not wait a whole interval
+    app.timer(interval=1.0)(guard.retry)  # seek again to an input hole still open
     app.timer(interval=_PROBE_INTERVAL_S)(observe_outside)
 
     @app.page("/metrics")

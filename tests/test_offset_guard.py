@@ -34,8 +34,8 @@ class _Consumer:
     async def earliest_offsets(self, *tps):
         return {tp: self.earliest for tp in tps}
 
-    async def seek(self, tp: TP, offset: int) -> None:
-        self.seeks.append((tp, offset))
+    async def seek_wait(self, offsets: dict) -> None:
+        self.seeks.extend(offsets.items())
 
 
 # Faust's own (the worker patches the class when it is created)
@@ -116,3 +116,25 @@ def test_reset_starts_again_from_the_committed_or_earliest_offset():
     guard.reset()
     c._committed_offset[A] = 6
     assert _offsets(asyncio.run(guard.admit(_events((A, 6), (A, 7))))) == [(0, 6), (0, 7)]
+
+
+def test_retry_seeks_again_while_the_hole_stays_open(monkeypatch):
+    """Messages fetched past the hole before the seek can move Faust's read position past
+    it again: the timer seeks again until the missing offset arrives."""
+    import engine.offset_guard as og
+
+    monkeypatch.setattr(og, "RETRY_S", 0.0)
+    c = _Consumer({A: 3})
+    guard = OffsetGuard(lambda: c)
+
+    async def run():
+        await guard.admit(_events((A, 3), (A, 5)))
+        await guard.retry()
+        await guard.retry()
+        seeks_open = list(c.seeks)
+        await guard.admit(_events((A, 4), (A, 5)))
+        await guard.retry()
+        return seeks_open
+
+    assert asyncio.run(run()) == [(A, 4)] * 3
+    assert c.seeks == [(A, 4)] * 3 and guard.holes == {}
