@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 _HOLE_MAX = 100_000  # acknowledgements to withdraw for one hole, at most
 RETRY_S = 1.0  # seek again when a hole stays open this long
+STALL_S = 3.0  # a partition read past the expected offset, nothing handed over this long
 
 
 def guard_commit_holes(consumer_cls) -> None:
@@ -72,14 +73,17 @@ class OffsetGuard:
         self._next: dict = {}
         self._withdraw: dict = {}  # tp -> offsets acknowledged by Faust but not processed
         self.holes: dict = {}  # tp -> (offset, monotonic time of the last seek to it)
+        self._progress: dict = {}  # tp -> monotonic time an event of it was last admitted
 
     def reset(self) -> None:
         self._next.clear()
         self.holes.clear()
+        self._progress.clear()
 
     async def admit(self, events: Iterable) -> list:
         consumer = self._consumer()
         self._withdraw_acks(consumer)
+        now = time.monotonic()
         keep: list = []
         holes: dict = {}
         for event in events:
@@ -87,7 +91,14 @@ class OffsetGuard:
             tp, offset = msg.tp, msg.offset
             expected = self._next.get(tp)
             if expected is None:
-                expected = self._next[tp] = await self._start(consumer, tp, offset)
+                expected = self._next[tp] = self._start(consumer, tp, offset)
+                self._progress[tp] = now
+            if (
+                offset > expected
+                and tp not in holes
+                and _skipped_by_broker(consumer, tp, expected, offset)
+            ):
+                expected = offset  # offsets without a record (transaction markers)
             if tp in holes or offset > expected:
                 holes.setdefault(tp, expected)
                 self._withdraw.setdefault(tp, set()).add(offset)
@@ -96,6 +107,7 @@ class OffsetGuard:
                 continue  # processed since the assignment: Faust fetched it twice
             keep.append(event)
             self._next[tp] = offset + 1
+            self._progress[tp] = now
             if self.holes.pop(tp, None) is not None:
                 log.info("input %s[%d]: offset %d read again", tp.topic, tp.partition, offset)
         for tp, at in holes.items():
@@ -112,26 +124,41 @@ class OffsetGuard:
         return keep
 
     async def retry(self) -> None:
-        """Seek again to each hole still open after ``RETRY_S`` (run on a timer)."""
-        if not self.holes:
-            return
+        """Run on a timer: seek again to each hole still open after ``RETRY_S``, and treat
+        as a hole a partition Faust has read past the expected offset while nothing of it
+        reached the agent for ``STALL_S`` (the messages after a hole may all be gone too,
+        so no later message would show it)."""
         consumer = self._consumer()
         now = time.monotonic()
         for tp, (at, since) in list(self.holes.items()):
             if now - since >= RETRY_S:
                 await self._seek(consumer, tp, at)
+        read = consumer._read_offset
+        for tp, expected in list(self._next.items()):
+            if tp in self.holes or now - self._progress.get(tp, now) < STALL_S:
+                continue
+            last_read = read.get(tp)
+            if last_read is not None and last_read >= expected:
+                log.warning(
+                    "input %s[%d]: offset %d read by the consumer but not handed over in "
+                    "%.0f s; reading again from it",
+                    tp.topic,
+                    tp.partition,
+                    expected,
+                    STALL_S,
+                )
+                await self._seek(consumer, tp, expected)
 
     async def _seek(self, consumer, tp, at: int) -> None:
         self.holes[tp] = (at, time.monotonic())
         await consumer.seek_wait({tp: at})  # in the consumer's thread, unlike ``seek``
 
-    async def _start(self, consumer, tp, first_offset: int) -> int:
-        """Where the partition's reading starts: the committed offset, else the earliest."""
+    def _start(self, consumer, tp, first_offset: int) -> int:
+        """Where the partition's reading starts: the committed offset if Faust knows it,
+        else the first offset handed over (a partition without any commit whose very
+        first message goes missing is not caught)."""
         committed = consumer._committed_offset.get(tp)
-        if committed is not None:
-            return committed
-        earliest = (await consumer.earliest_offsets(tp)).get(tp)
-        return first_offset if earliest is None else earliest
+        return first_offset if committed is None else committed
 
     def _withdraw_acks(self, consumer) -> None:
         """Forget Faust's acknowledgements of messages skipped in earlier batches."""
@@ -144,3 +171,12 @@ class OffsetGuard:
                 index.difference_update(gone)
                 acked[:] = [o for o in acked if o not in gone]
         self._withdraw.clear()
+
+
+def _skipped_by_broker(consumer, tp, start: int, end: int) -> bool:
+    """Offsets ``start`` to ``end - 1`` hold no record: Faust saw the fetch jump over them
+    (transaction markers, compaction) and recorded them as a gap."""
+    gaps = consumer._gap.get(tp)
+    if not gaps or end - start > _HOLE_MAX:
+        return False
+    return all(gaps.overlaps_point(o) for o in range(start, end))

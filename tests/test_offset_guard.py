@@ -18,21 +18,18 @@ A, B = TP("input", 0), TP("input", 1)
 class _Consumer:
     """The parts of Faust's consumer the guards read and write."""
 
-    def __init__(self, committed: dict | None = None, earliest: int = 0) -> None:
+    def __init__(self, committed: dict | None = None) -> None:
         self._committed_offset = defaultdict(lambda: None, committed or {})
         self._acked = defaultdict(list)
         self._acked_index = defaultdict(set)
         self._gap = defaultdict(IntervalTree)
-        self.earliest = earliest
+        self._read_offset: dict = {}  # last offset Faust read of each partition
         self.seeks: list[tuple] = []
 
     def ack(self, tp: TP, offset: int) -> None:  # what Faust's take_events does after a batch
         if offset not in self._acked_index[tp]:
             self._acked_index[tp].add(offset)
             self._acked[tp].append(offset)
-
-    async def earliest_offsets(self, *tps):
-        return {tp: self.earliest for tp in tps}
 
     async def seek_wait(self, offsets: dict) -> None:
         self.seeks.extend(offsets.items())
@@ -108,14 +105,14 @@ def test_a_hole_skips_the_partition_seeks_back_and_withdraws_the_acks():
     assert _offsets(again) == [(0, 27), (0, 28), (0, 29)]
 
 
-def test_reset_starts_again_from_the_committed_or_earliest_offset():
-    c = _Consumer({}, earliest=5)
+def test_reset_starts_again_from_the_committed_or_first_offset():
+    c = _Consumer({})
     guard = OffsetGuard(lambda: c)
+    assert _offsets(asyncio.run(guard.admit(_events((A, 6), (A, 7))))) == [(0, 6), (0, 7)]
+    guard.reset()
+    c._committed_offset[A] = 5
     assert _offsets(asyncio.run(guard.admit(_events((A, 6))))) == []
     assert c.seeks == [(A, 5)]
-    guard.reset()
-    c._committed_offset[A] = 6
-    assert _offsets(asyncio.run(guard.admit(_events((A, 6), (A, 7))))) == [(0, 6), (0, 7)]
 
 
 def test_retry_seeks_again_while_the_hole_stays_open(monkeypatch):
@@ -138,3 +135,35 @@ def test_retry_seeks_again_while_the_hole_stays_open(monkeypatch):
 
     assert asyncio.run(run()) == [(A, 4)] * 3
     assert c.seeks == [(A, 4)] * 3 and guard.holes == {}
+
+
+def test_a_partition_read_past_the_expected_offset_with_nothing_handed_over_is_read_again(
+    monkeypatch,
+):
+    """Faust can drop every message after a hole: no later message shows the hole, but
+    its read offset moved past it and nothing reaches the agent."""
+    import engine.offset_guard as og
+
+    c = _Consumer({A: 3, B: 0})
+    guard = OffsetGuard(lambda: c)
+
+    async def run():
+        await guard.admit(_events((A, 3), (B, 0)))
+        c._read_offset.update({A: 9, B: 0})  # A read up to 9, B up to what was handed over
+        await guard.retry()
+        assert c.seeks == []  # not stalled long enough yet
+        monkeypatch.setattr(og, "STALL_S", 0.0)
+        await guard.retry()
+
+    asyncio.run(run())
+    assert c.seeks == [(A, 4)]
+
+
+def test_offsets_faust_saw_the_broker_skip_are_not_a_hole():
+    """A transactional producer's commit markers take offsets no record is fetched at;
+    Faust records them as a gap."""
+    c = _Consumer({A: 3})
+    c._gap[A].addi(4, 6)  # markers at 4 and 5
+    guard = OffsetGuard(lambda: c)
+    got = asyncio.run(guard.admit(_events((A, 3), (A, 6), (A, 7))))
+    assert _offsets(got) == [(0, 3), (0, 6), (0, 7)] and c.seeks == []
