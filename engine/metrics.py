@@ -136,7 +136,14 @@ class EngineMetrics:
             "som_batches", "Batches taken from the stream by the monitor agents", registry=r
         )
         self.rebalances = Counter(
-            "som_rebalances", "Partition assignments received (one per consumer-group rebalance)",
+            "som_rebalances",
+            "Partition assignments received (one per consumer-group rebalance)",
+            registry=r,
+        )
+        self.input_rereads = Counter(
+            "som_input_rereads",
+            "Input partitions read again from a message that never reached the agent "
+            "(engine.offset_guard)",
             registry=r,
         )
         self.partitions = Gauge(

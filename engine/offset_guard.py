@@ -68,8 +68,11 @@ class OffsetGuard:
     every assignment: expectations start again from the committed offsets.
     """
 
-    def __init__(self, consumer: Callable[[], object]) -> None:
+    def __init__(
+        self, consumer: Callable[[], object], on_reread: Callable[[], None] | None = None
+    ) -> None:
         self._consumer = consumer
+        self._on_reread = on_reread
         self._next: dict = {}
         self._withdraw: dict = {}  # tp -> offsets acknowledged by Faust but not processed
         self.holes: dict = {}  # tp -> (offset, monotonic time of the last seek to it)
@@ -118,6 +121,7 @@ class OffsetGuard:
                     tp.partition,
                     at,
                 )
+                self._count_reread()
             withdraw = self._withdraw.setdefault(tp, set())
             withdraw.update(range(at, min(at + _HOLE_MAX, max(withdraw) + 1)))
             await self._seek(consumer, tp, at)
@@ -147,7 +151,12 @@ class OffsetGuard:
                     expected,
                     STALL_S,
                 )
+                self._count_reread()
                 await self._seek(consumer, tp, expected)
+
+    def _count_reread(self) -> None:
+        if self._on_reread is not None:
+            self._on_reread()
 
     async def _seek(self, consumer, tp, at: int) -> None:
         self.holes[tp] = (at, time.monotonic())

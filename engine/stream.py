@@ -198,7 +198,7 @@ def create_app(
     profiles = _TableProfiles(table, outbox)
     pipeline.is_committed = _committed_check(app)
     guard_commit_holes(FaustConsumer)
-    guard = OffsetGuard(lambda: app.consumer)
+    guard = OffsetGuard(lambda: app.consumer, metrics.input_rereads.inc if metrics_on else None)
     # the Verifier may come with its own certificate watch; otherwise this driver keeps one
     cert_watch = getattr(pipeline.verifier, "cert_watch", None)
     own_watch = cert_watch is None and metrics_on

@@ -86,7 +86,8 @@ def test_admit_passes_contiguous_batches_and_starts_at_the_committed_offset():
 
 def test_a_hole_skips_the_partition_seeks_back_and_withdraws_the_acks():
     c = _Consumer({A: 25})
-    guard = OffsetGuard(lambda: c)
+    rereads: list = []
+    guard = OffsetGuard(lambda: c, lambda: rereads.append(1))
 
     async def run():
         first = await guard.admit(_events((A, 25), (A, 26), (A, 28), (B, 0), (A, 29)))
@@ -98,7 +99,7 @@ def test_a_hole_skips_the_partition_seeks_back_and_withdraws_the_acks():
 
     first, again = asyncio.run(run())
     assert _offsets(first) == [(0, 25), (0, 26), (1, 0)]  # 27 missing: 28 and 29 wait
-    assert c.seeks == [(A, 27)]
+    assert c.seeks == [(A, 27)] and len(rereads) == 1  # counted once per hole
     assert 28 not in c._acked_index[A] and 29 not in c._acked_index[A]
     assert c._acked[A] == [25, 26]
     # read again from 27, in order; 26 arrives twice and is passed over
