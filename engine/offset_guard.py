@@ -11,18 +11,17 @@ was then never decided, and the registrant's later orders were decided without i
 Two guards, neither depending on why the message went missing:
 
 - ``guard_commit_holes`` makes Faust's commit stop at a hole just after the committed
-  offset, as it already does for larger holes (offset gaps Faust itself recorded, such
-  as transaction markers, still count as acknowledged);
+  offset, as it already does for larger holes (offsets Faust recorded as a gap, such as
+  transaction markers, still count), and never pass the next offset the agent expects;
 - ``OffsetGuard.admit``, run by each agent on its batch, knows the next offset it
   expects of every assigned partition (from the committed offset when the partition is
-  assigned). A message past a hole is not processed: the partition is sought back to
-  the hole and read again, in order. Messages below the expected offset were already
-  processed since the assignment (Faust fetched them twice) and are passed over.
-  Faust acknowledges every message of a batch, the skipped ones too; those
-  acknowledgements are withdrawn before the next batch, so no commit passes a message
-  that was skipped and not yet processed. Messages Faust had already fetched past the
-  hole can still arrive after the seek and move Faust's read position past the hole
-  again, so ``retry`` (on a timer) seeks again while a hole stays open.
+  assigned). A message past a hole is not processed and not acknowledged: the partition
+  is sought back to the hole and read again, in order. Messages below the expected offset
+  were already processed since the assignment (Faust fetched them twice) and are passed
+  over. Messages Faust had already fetched past the hole can still arrive after the seek
+  and move Faust's read position past the hole again, so ``retry`` (on a timer) seeks
+  again while a hole stays open; after ``MAX_SEEKS`` reads that still start past it, its
+  offsets are taken to hold no record (a transactional producer's commit markers).
 """
 
 from __future__ import annotations
@@ -35,14 +34,15 @@ __all__ = ["OffsetGuard", "guard_commit_holes"]
 
 log = logging.getLogger(__name__)
 
-_HOLE_MAX = 100_000  # acknowledgements to withdraw for one hole, at most
 RETRY_S = 1.0  # seek again when a hole stays open this long
-STALL_S = 3.0  # a partition read past the expected offset, nothing handed over this long
+STALL_S = 10.0  # a partition read past the expected offset, nothing handed over this long
+MAX_SEEKS = 5  # reads from a hole before its offsets are taken to hold no record
 
 
 def guard_commit_holes(consumer_cls) -> None:
-    """Patch ``consumer_cls._new_offset`` (Faust's commit offset) to stop at any hole
-    between the committed offset and the first acknowledged one. Idempotent."""
+    """Patch ``consumer_cls._new_offset`` (Faust's commit offset): stop at any hole between
+    the committed offset and the first acknowledged one not covered by gaps Faust recorded,
+    and never go past ``app.som_offset_guard.commit_cap(tp)``. Idempotent."""
     original = consumer_cls._new_offset
     if getattr(original, "som_guarded", False):
         return
@@ -52,20 +52,38 @@ def guard_commit_holes(consumer_cls) -> None:
         committed = self._committed_offset[tp]
         if acked and committed is not None:
             first = min(acked)
-            if first > committed and not self._gap[tp].overlaps(committed, first):
+            if first > committed and not _covered(self._gap[tp], committed, first):
                 return None  # offsets committed .. first-1 are not processed yet
-        return original(self, tp)
+        offset = original(self, tp)
+        guard = getattr(self.app, "som_offset_guard", None)
+        cap = guard.commit_cap(tp) if guard is not None else None
+        if offset is not None and cap is not None and offset > cap:
+            # acknowledged past what the agent was handed: seek-made gaps, stale acks;
+            # those offsets are acknowledged again when they are processed
+            offset = cap if committed is None or cap > committed else None
+        return offset
 
     _new_offset.som_guarded = True
     _new_offset.som_original = original
     consumer_cls._new_offset = _new_offset
 
 
+def _covered(gaps, start: int, end: int) -> bool:
+    """Every offset from ``start`` to ``end - 1`` lies in a gap Faust recorded."""
+    if not gaps or end - start > 100_000:
+        return False
+    return all(gaps.overlaps_point(o) for o in range(start, end))
+
+
 class OffsetGuard:
     """Next expected offset per partition; ``admit`` returns the events to process.
 
-    ``consumer`` returns Faust's consumer (``app.consumer``). ``reset`` is called on
-    every assignment: expectations start again from the committed offsets.
+    ``consumer`` returns Faust's consumer (``app.consumer``). ``reset`` is called on every
+    assignment and revocation: expectations start again from the committed offsets.
+    ``commit_cap`` is what ``guard_commit_holes`` asks before a commit: no commit goes past
+    the next offset the agent expects, whatever Faust counted as acknowledged (a seek back
+    makes Faust record the offsets between it and the next already-fetched message as a
+    gap, which it treats as acknowledged).
     """
 
     def __init__(
@@ -74,8 +92,7 @@ class OffsetGuard:
         self._consumer = consumer
         self._on_reread = on_reread
         self._next: dict = {}
-        self._withdraw: dict = {}  # tp -> offsets acknowledged by Faust but not processed
-        self.holes: dict = {}  # tp -> (offset, monotonic time of the last seek to it)
+        self.holes: dict = {}  # tp -> [offset, monotonic time of the last seek, seeks]
         self._progress: dict = {}  # tp -> monotonic time an event of it was last admitted
 
     def reset(self) -> None:
@@ -83,12 +100,15 @@ class OffsetGuard:
         self.holes.clear()
         self._progress.clear()
 
+    def commit_cap(self, tp) -> int | None:
+        return self._next.get(tp)
+
     async def admit(self, events: Iterable) -> list:
         consumer = self._consumer()
-        self._withdraw_acks(consumer)
         now = time.monotonic()
         keep: list = []
         holes: dict = {}
+        skipped: dict = {}  # tp -> highest offset skipped in this batch
         for event in events:
             msg = event.message
             tp, offset = msg.tp, msg.offset
@@ -96,23 +116,23 @@ class OffsetGuard:
             if expected is None:
                 expected = self._next[tp] = self._start(consumer, tp, offset)
                 self._progress[tp] = now
-            if (
-                offset > expected
-                and tp not in holes
-                and _skipped_by_broker(consumer, tp, expected, offset)
-            ):
-                expected = offset  # offsets without a record (transaction markers)
-            if tp in holes or offset > expected:
-                holes.setdefault(tp, expected)
-                self._withdraw.setdefault(tp, set()).add(offset)
-                continue
             if offset < expected:
                 continue  # processed since the assignment: Faust fetched it twice
+            if offset > expected:
+                if not self._no_record_at(tp, expected, offset):
+                    holes.setdefault(tp, expected)
+                    skipped[tp] = max(offset, skipped.get(tp, offset))
+                    _leave_unacknowledged(consumer, msg)
+                    continue
+            holes.pop(tp, None)
             keep.append(event)
             self._next[tp] = offset + 1
             self._progress[tp] = now
             if self.holes.pop(tp, None) is not None:
                 log.info("input %s[%d]: offset %d read again", tp.topic, tp.partition, offset)
+        for tp, top in skipped.items():
+            if tp not in holes and top >= self._next[tp]:
+                holes[tp] = self._next[tp]  # skipped before the hole closed: read them again
         for tp, at in holes.items():
             if tp not in self.holes:
                 log.warning(
@@ -122,8 +142,6 @@ class OffsetGuard:
                     at,
                 )
                 self._count_reread()
-            withdraw = self._withdraw.setdefault(tp, set())
-            withdraw.update(range(at, min(at + _HOLE_MAX, max(withdraw) + 1)))
             await self._seek(consumer, tp, at)
         return keep
 
@@ -134,7 +152,7 @@ class OffsetGuard:
         so no later message would show it)."""
         consumer = self._consumer()
         now = time.monotonic()
-        for tp, (at, since) in list(self.holes.items()):
+        for tp, (at, since, _) in list(self.holes.items()):
             if now - since >= RETRY_S:
                 await self._seek(consumer, tp, at)
         read = consumer._read_offset
@@ -154,13 +172,39 @@ class OffsetGuard:
                 self._count_reread()
                 await self._seek(consumer, tp, expected)
 
+    def _no_record_at(self, tp, expected: int, offset: int) -> bool:
+        """After ``MAX_SEEKS`` reads from ``expected`` the next message is still ``offset``:
+        the offsets between hold no record (a transaction marker, compaction)."""
+        hole = self.holes.get(tp)
+        if hole is None or hole[0] != expected or hole[2] < MAX_SEEKS:
+            return False
+        log.warning(
+            "input %s[%d]: no record at offsets %d-%d after %d reads; going on from %d",
+            tp.topic,
+            tp.partition,
+            expected,
+            offset - 1,
+            hole[2],
+            offset,
+        )
+        return True
+
     def _count_reread(self) -> None:
         if self._on_reread is not None:
             self._on_reread()
 
     async def _seek(self, consumer, tp, at: int) -> None:
-        self.holes[tp] = (at, time.monotonic())
-        await consumer.seek_wait({tp: at})  # in the consumer's thread, unlike ``seek``
+        if tp not in consumer.assignment():
+            self.holes.pop(tp, None)
+            self._next.pop(tp, None)
+            return  # revoked: its new owner reads it from the committed offset
+        hole = self.holes.get(tp)
+        seeks = hole[2] + 1 if hole is not None and hole[0] == at else 1
+        self.holes[tp] = [at, time.monotonic(), seeks]
+        try:
+            await consumer.seek_wait({tp: at})  # in the consumer's thread, unlike ``seek``
+        except Exception as exc:  # e.g. revoked meanwhile; the timer tries again
+            log.warning("input %s[%d]: seek to %d failed: %r", tp.topic, tp.partition, at, exc)
 
     def _start(self, consumer, tp, first_offset: int) -> int:
         """Where the partition's reading starts: the committed offset if Faust knows it,
@@ -169,23 +213,10 @@ class OffsetGuard:
         committed = consumer._committed_offset.get(tp)
         return first_offset if committed is None else committed
 
-    def _withdraw_acks(self, consumer) -> None:
-        """Forget Faust's acknowledgements of messages skipped in earlier batches."""
-        if not self._withdraw:
-            return
-        for tp, offsets in self._withdraw.items():
-            index, acked = consumer._acked_index[tp], consumer._acked[tp]
-            gone = offsets & index
-            if gone:
-                index.difference_update(gone)
-                acked[:] = [o for o in acked if o not in gone]
-        self._withdraw.clear()
 
-
-def _skipped_by_broker(consumer, tp, start: int, end: int) -> bool:
-    """Offsets ``start`` to ``end - 1`` hold no record: Faust saw the fetch jump over them
-    (transaction markers, compaction) and recorded them as a gap."""
-    gaps = consumer._gap.get(tp)
-    if not gaps or end - start > _HOLE_MAX:
-        return False
-    return all(gaps.overlaps_point(o) for o in range(start, end))
+def _leave_unacknowledged(consumer, msg) -> None:
+    """Faust acknowledges every event of a batch after the agent; a skipped message must
+    not count as processed: mark it acknowledged already (Faust's ack then does nothing)
+    and stop tracking it (or a rebalance would wait for its acknowledgement)."""
+    msg.acked = True
+    consumer._unacked_messages.discard(msg)

@@ -199,6 +199,7 @@ def create_app(
     pipeline.is_committed = _committed_check(app)
     guard_commit_holes(FaustConsumer)
     guard = OffsetGuard(lambda: app.consumer, metrics.input_rereads.inc if metrics_on else None)
+    app.som_offset_guard = guard  # read by the patched commit (guard_commit_holes)
     # the Verifier may come with its own certificate watch; otherwise this driver keeps one
     cert_watch = getattr(pipeline.verifier, "cert_watch", None)
     own_watch = cert_watch is None and metrics_on
@@ -400,6 +401,10 @@ def create_app(
         if metrics_on:
             metrics.rebalances.inc()
             metrics.partitions.set(sum(1 for tp in assigned if tp.topic in monitored))
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender, revoked, **kwargs) -> None:
+        guard.holes.clear()  # no seeks on partitions that may be gone; the cap stays
 
     async def observe_outside() -> None:
         """Broker reachability and consumer lag need network calls: off the scrape path."""

@@ -10,9 +10,13 @@ from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
+import engine.offset_guard as og
 from engine.offset_guard import OffsetGuard, guard_commit_holes
 
 A, B = TP("input", 0), TP("input", 1)
+
+# Faust's own (the worker patches the class when it is created)
+_FAUST_NEW_OFFSET = getattr(FaustConsumer._new_offset, "som_original", FaustConsumer._new_offset)
 
 
 class _Consumer:
@@ -24,19 +28,28 @@ class _Consumer:
         self._acked_index = defaultdict(set)
         self._gap = defaultdict(IntervalTree)
         self._read_offset: dict = {}  # last offset Faust read of each partition
+        self._unacked_messages: set = set()
+        self.assigned = {A, B}
         self.seeks: list[tuple] = []
+        self.app = SimpleNamespace(som_offset_guard=None)
 
-    def ack(self, tp: TP, offset: int) -> None:  # what Faust's take_events does after a batch
+    def assignment(self) -> set:
+        return self.assigned
+
+    def ack(self, tp: TP, offset: int) -> None:
         if offset not in self._acked_index[tp]:
             self._acked_index[tp].add(offset)
             self._acked[tp].append(offset)
 
+    def ack_batch(self, events) -> None:
+        """What Faust's take_events does after the agent: ack each event not acked yet."""
+        for e in events:
+            if not e.message.acked:
+                e.message.acked = True
+                self.ack(e.message.tp, e.message.offset)
+
     async def seek_wait(self, offsets: dict) -> None:
         self.seeks.extend(offsets.items())
-
-
-# Faust's own (the worker patches the class when it is created)
-_FAUST_NEW_OFFSET = getattr(FaustConsumer._new_offset, "som_original", FaustConsumer._new_offset)
 
 
 class _Patched(_Consumer):
@@ -46,8 +59,15 @@ class _Patched(_Consumer):
 guard_commit_holes(_Patched)
 
 
+class _Msg:
+    """A consumer message (hashable by identity, as Faust's are)."""
+
+    def __init__(self, tp: TP, offset: int) -> None:
+        self.tp, self.offset, self.acked = tp, offset, False
+
+
 def _events(*pairs):
-    return [SimpleNamespace(message=SimpleNamespace(tp=tp, offset=o)) for tp, o in pairs]
+    return [SimpleNamespace(message=_Msg(tp, o)) for tp, o in pairs]
 
 
 def _offsets(events):
@@ -74,6 +94,24 @@ def test_the_guarded_commit_stops_at_any_hole():
     gapped._gap[A].addi(25, 26)  # an offset Faust saw skipped by the broker (a tx marker)
     gapped.ack(A, 26)
     assert gapped._new_offset(A) == 27
+    partly = _Patched({A: 25})
+    partly._gap[A].addi(26, 27)  # 25 itself is not covered
+    partly.ack(A, 27)
+    assert partly._new_offset(A) is None
+
+
+def test_the_guarded_commit_never_passes_the_next_offset_the_agent_expects():
+    """A seek back makes Faust record the offsets up to an already-fetched message as a
+    gap, which it counts as acknowledged."""
+    c = _Patched({A: 10})
+    guard = OffsetGuard(lambda: c)
+    c.app.som_offset_guard = guard
+    asyncio.run(guard.admit(_events((A, 10), (A, 11))))  # next expected: 12
+    for o in (10, 11):
+        c.ack(A, o)
+    c._gap[A].addi(12, 40)  # Faust's gap after a seek to 12 and a stale message at 39
+    c.ack(A, 40)
+    assert c._new_offset(A) == 12
 
 
 def test_admit_passes_contiguous_batches_and_starts_at_the_committed_offset():
@@ -84,26 +122,25 @@ def test_admit_passes_contiguous_batches_and_starts_at_the_committed_offset():
     assert c.seeks == []
 
 
-def test_a_hole_skips_the_partition_seeks_back_and_withdraws_the_acks():
+def test_a_hole_skips_the_partition_seeks_back_and_leaves_the_skipped_unacknowledged():
     c = _Consumer({A: 25})
     rereads: list = []
     guard = OffsetGuard(lambda: c, lambda: rereads.append(1))
 
     async def run():
-        first = await guard.admit(_events((A, 25), (A, 26), (A, 28), (B, 0), (A, 29)))
-        for e in _events((A, 25), (A, 26), (A, 28), (B, 0), (A, 29)):
-            c.ack(e.message.tp, e.message.offset)  # Faust acknowledges the whole batch
-        c._committed_offset[A] = 27  # a commit may pass what was processed (25, 26)
-        again = await guard.admit(_events((A, 27), (A, 28), (A, 29), (A, 26)))
+        batch = _events((A, 25), (A, 26), (A, 28), (B, 0), (A, 29))
+        first = await guard.admit(batch)
+        c.ack_batch(batch)
+        again = await guard.admit(_events((A, 30), (A, 27), (A, 28), (A, 29), (A, 26)))
         return first, again
 
     first, again = asyncio.run(run())
     assert _offsets(first) == [(0, 25), (0, 26), (1, 0)]  # 27 missing: 28 and 29 wait
-    assert c.seeks == [(A, 27)] and len(rereads) == 1  # counted once per hole
-    assert 28 not in c._acked_index[A] and 29 not in c._acked_index[A]
-    assert c._acked[A] == [25, 26]
-    # read again from 27, in order; 26 arrives twice and is passed over
+    assert c.seeks == [(A, 27), (A, 30)] and len(rereads) == 2  # 30 skipped: read again
+    assert c._acked[A] == [25, 26]  # 28 and 29 are not counted as processed
+    # a stale 30 first, then 27 read again: 27 onwards go through in order, 26 is passed over
     assert _offsets(again) == [(0, 27), (0, 28), (0, 29)]
+    assert list(guard.holes) == [A]
 
 
 def test_reset_starts_again_from_the_committed_or_first_offset():
@@ -119,8 +156,6 @@ def test_reset_starts_again_from_the_committed_or_first_offset():
 def test_retry_seeks_again_while_the_hole_stays_open(monkeypatch):
     """Messages fetched past the hole before the seek can move Faust's read position past
     it again: the timer seeks again until the missing offset arrives."""
-    import engine.offset_guard as og
-
     monkeypatch.setattr(og, "RETRY_S", 0.0)
     c = _Consumer({A: 3})
     guard = OffsetGuard(lambda: c)
@@ -138,13 +173,25 @@ def test_retry_seeks_again_while_the_hole_stays_open(monkeypatch):
     assert c.seeks == [(A, 4)] * 3 and guard.holes == {}
 
 
+def test_no_seek_on_a_partition_no_longer_assigned(monkeypatch):
+    monkeypatch.setattr(og, "RETRY_S", 0.0)
+    c = _Consumer({A: 3})
+    guard = OffsetGuard(lambda: c)
+
+    async def run():
+        await guard.admit(_events((A, 3), (A, 5)))
+        c.assigned = {B}
+        await guard.retry()
+
+    asyncio.run(run())
+    assert c.seeks == [(A, 4)] and guard.holes == {}
+
+
 def test_a_partition_read_past_the_expected_offset_with_nothing_handed_over_is_read_again(
     monkeypatch,
 ):
     """Faust can drop every message after a hole: no later message shows the hole, but
     its read offset moved past it and nothing reaches the agent."""
-    import engine.offset_guard as og
-
     c = _Consumer({A: 3, B: 0})
     guard = OffsetGuard(lambda: c)
 
@@ -160,11 +207,19 @@ def test_a_partition_read_past_the_expected_offset_with_nothing_handed_over_is_r
     assert c.seeks == [(A, 4)]
 
 
-def test_offsets_faust_saw_the_broker_skip_are_not_a_hole():
-    """A transactional producer's commit markers take offsets no record is fetched at;
-    Faust records them as a gap."""
+def test_offsets_still_missing_after_several_reads_hold_no_record(monkeypatch):
+    """A transactional producer's commit markers take offsets no record is fetched at."""
+    monkeypatch.setattr(og, "RETRY_S", 0.0)
     c = _Consumer({A: 3})
-    c._gap[A].addi(4, 6)  # markers at 4 and 5
     guard = OffsetGuard(lambda: c)
-    got = asyncio.run(guard.admit(_events((A, 3), (A, 6), (A, 7))))
-    assert _offsets(got) == [(0, 3), (0, 6), (0, 7)] and c.seeks == []
+
+    async def run():
+        got = []
+        for _ in range(og.MAX_SEEKS):
+            got += await guard.admit(_events((A, 3), (A, 6), (A, 7)))
+        got += await guard.admit(_events((A, 6), (A, 7)))
+        return got
+
+    got = asyncio.run(run())
+    assert _offsets(got) == [(0, 3), (0, 6), (0, 7)]
+    assert c.seeks == [(A, 4)] * og.MAX_SEEKS and guard.holes == {}
