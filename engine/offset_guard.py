@@ -20,8 +20,9 @@ Two guards, neither depending on why the message went missing:
   were already processed since the assignment (Faust fetched them twice) and are passed
   over. Messages Faust had already fetched past the hole can still arrive after the seek
   and move Faust's read position past the hole again, so ``retry`` (on a timer) seeks
-  again while a hole stays open; after ``MAX_SEEKS`` reads that still start past it, its
-  offsets are taken to hold no record (a transactional producer's commit markers).
+  again, at most once a ``RETRY_S``, while a hole stays open. An offset that holds no
+  record (a transactional producer's commit marker) would stay a hole: such input topics
+  are not supported yet, and the guard says so in the log rather than skip the offset.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 
 RETRY_S = 1.0  # seek again when a hole stays open this long
 STALL_S = 10.0  # a partition read past the expected offset, nothing handed over this long
-MAX_SEEKS = 5  # reads from a hole before its offsets are taken to hold no record
 
 
 def guard_commit_holes(consumer_cls) -> None:
@@ -119,11 +119,10 @@ class OffsetGuard:
             if offset < expected:
                 continue  # processed since the assignment: Faust fetched it twice
             if offset > expected:
-                if not self._no_record_at(tp, expected, offset):
-                    holes.setdefault(tp, expected)
-                    skipped[tp] = max(offset, skipped.get(tp, offset))
-                    _leave_unacknowledged(consumer, msg)
-                    continue
+                holes.setdefault(tp, expected)
+                skipped[tp] = max(offset, skipped.get(tp, offset))
+                _leave_unacknowledged(consumer, msg)
+                continue
             holes.pop(tp, None)
             keep.append(event)
             self._next[tp] = offset + 1
@@ -172,23 +171,6 @@ class OffsetGuard:
                 self._count_reread()
                 await self._seek(consumer, tp, expected)
 
-    def _no_record_at(self, tp, expected: int, offset: int) -> bool:
-        """After ``MAX_SEEKS`` reads from ``expected`` the next message is still ``offset``:
-        the offsets between hold no record (a transaction marker, compaction)."""
-        hole = self.holes.get(tp)
-        if hole is None or hole[0] != expected or hole[2] < MAX_SEEKS:
-            return False
-        log.warning(
-            "input %s[%d]: no record at offsets %d-%d after %d reads; going on from %d",
-            tp.topic,
-            tp.partition,
-            expected,
-            offset - 1,
-            hole[2],
-            offset,
-        )
-        return True
-
     def _count_reread(self) -> None:
         if self._on_reread is not None:
             self._on_reread()
@@ -199,8 +181,23 @@ class OffsetGuard:
             self._next.pop(tp, None)
             return  # revoked: its new owner reads it from the committed offset
         hole = self.holes.get(tp)
-        seeks = hole[2] + 1 if hole is not None and hole[0] == at else 1
-        self.holes[tp] = [at, time.monotonic(), seeks]
+        now = time.monotonic()
+        if hole is not None and hole[0] == at:
+            if now - hole[1] < RETRY_S:
+                return  # sought already: messages fetched before that seek are still coming
+            if hole[2] % 30 == 0:
+                log.warning(
+                    "input %s[%d]: offset %d still not read after %d reads (a transactional "
+                    "producer's commit marker there is not supported)",
+                    tp.topic,
+                    tp.partition,
+                    at,
+                    hole[2],
+                )
+            seeks = hole[2] + 1
+        else:
+            seeks = 1
+        self.holes[tp] = [at, now, seeks]
         try:
             await consumer.seek_wait({tp: at})  # in the consumer's thread, unlike ``seek``
         except Exception as exc:  # e.g. revoked meanwhile; the timer tries again

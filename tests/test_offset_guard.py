@@ -207,19 +207,14 @@ def test_a_partition_read_past_the_expected_offset_with_nothing_handed_over_is_r
     assert c.seeks == [(A, 4)]
 
 
-def test_offsets_still_missing_after_several_reads_hold_no_record(monkeypatch):
-    """A transactional producer's commit markers take offsets no record is fetched at."""
-    monkeypatch.setattr(og, "RETRY_S", 0.0)
+def test_stale_batches_do_not_seek_again_before_the_retry_interval():
+    """Messages fetched before a seek keep coming for a while: one seek per RETRY_S."""
     c = _Consumer({A: 3})
     guard = OffsetGuard(lambda: c)
 
     async def run():
-        got = []
-        for _ in range(og.MAX_SEEKS):
-            got += await guard.admit(_events((A, 3), (A, 6), (A, 7)))
-        got += await guard.admit(_events((A, 6), (A, 7)))
-        return got
+        for stale in range(5, 15, 2):
+            await guard.admit(_events((A, stale), (A, stale + 1)))
 
-    got = asyncio.run(run())
-    assert _offsets(got) == [(0, 3), (0, 6), (0, 7)]
-    assert c.seeks == [(A, 4)] * og.MAX_SEEKS and guard.holes == {}
+    asyncio.run(run())
+    assert c.seeks == [(A, 3)] and guard.holes[A][2] == 1
