@@ -196,6 +196,11 @@ def create_app(
     outbox = Outbox(lambda: _aiokafka_producer(app), lambda exc: _crash(app, exc, crashing))
     _check_outbox_before_commit(app, outbox)
     profiles = _TableProfiles(table, outbox)
+
+    def send_soon(topic, **record) -> None:
+        """Faust's ``send_soon``, awaited by the outbox before the next commit."""
+        outbox.track(topic.send_soon(**record))
+
     pipeline.is_committed = _committed_check(app)
     guard_commit_holes(FaustConsumer)
     guard = OffsetGuard(lambda: app.consumer, metrics.input_rereads.inc if metrics_on else None)
@@ -222,7 +227,7 @@ def create_app(
             if t is not None:
                 t.rejection(str(outcome.reason))
             if key is None:  # unkeyed input: the producer picks a partition
-                outbox.track(rejected.send_soon(key=None, value=dumps(outcome)))
+                send_soon(rejected, key=None, value=dumps(outcome))
             else:
                 outbox.add(k.rejected_topic, key, dumps(outcome))
         else:
@@ -257,12 +262,11 @@ def create_app(
             if own_watch and cert_seen.get(dea) != verified.cert_not_after:
                 watch_cert(dea, verified)
             if not rekey_pass and (msg.key != dea.encode() or msg.partition != home_partition(dea)):
-                outbox.track(
-                    rekeyed.send_soon(
-                        key=dea.encode(),
-                        value=raw,
-                        headers={_RECEIVED_HEADER: repr(received.ts).encode()},
-                    )
+                send_soon(
+                    rekeyed,
+                    key=dea.encode(),
+                    value=raw,
+                    headers={_RECEIVED_HEADER: repr(received.ts).encode()},
                 )
                 if t is not None:
                     t.rekeyed += 1
@@ -292,12 +296,11 @@ def create_app(
             dea = None
         if dea is not None and (msg.key != dea.encode() or msg.partition != home_partition(dea)):
             if not resent:
-                outbox.track(
-                    reviews.send_soon(
-                        key=dea.encode(),
-                        value=raw,
-                        headers={_RECEIVED_HEADER: repr(received.ts).encode()},
-                    )
+                send_soon(
+                    reviews,
+                    key=dea.encode(),
+                    value=raw,
+                    headers={_RECEIVED_HEADER: repr(received.ts).encode()},
                 )
                 return None
             # the re-sent copy is off its home partition too: the reviews topic's partition
@@ -332,14 +335,10 @@ def create_app(
             if outcome is None:
                 continue
             if isinstance(outcome, ReviewRecord):
-                outbox.track(
-                    reviews_applied.send_soon(
-                        key=outcome.purchaser_dea.encode(), value=dumps(outcome)
-                    )
-                )
+                send_soon(reviews_applied, key=outcome.purchaser_dea.encode(), value=dumps(outcome))
                 label = outcome.outcome
             else:
-                outbox.track(rejected.send_soon(key=msg.key, value=dumps(outcome)))
+                send_soon(rejected, key=msg.key, value=dumps(outcome))
                 label = "rejected"  # not in som_orders_rejected_total: that counts orders
             if metrics_on:
                 metrics.reviews.labels(outcome=label).inc()
