@@ -15,7 +15,7 @@ Two guards, neither depending on why the message went missing:
   transaction markers, still count), and never pass the next offset the agent expects;
 - ``OffsetGuard.admit``, run by each agent on its batch, knows the next offset it
   expects of every assigned partition (from the committed offset when the partition is
-  assigned). A message past a hole is not processed and not acknowledged: the partition
+  assigned, or the partition's first offset when nothing is committed). A message past a hole is not processed and not acknowledged: the partition
   is sought back to the hole and read again, in order. Messages below the expected offset
   were already processed since the assignment (Faust fetched them twice) and are passed
   over. Messages Faust had already fetched past the hole can still arrive after the seek
@@ -114,7 +114,7 @@ class OffsetGuard:
             tp, offset = msg.tp, msg.offset
             expected = self._next.get(tp)
             if expected is None:
-                expected = self._next[tp] = self._start(consumer, tp, offset)
+                expected = self._next[tp] = await self._start(consumer, tp, offset)
                 self._progress[tp] = now
             if offset < expected:
                 continue  # processed since the assignment: Faust fetched it twice
@@ -203,12 +203,30 @@ class OffsetGuard:
         except Exception as exc:  # e.g. revoked meanwhile; the timer tries again
             log.warning("input %s[%d]: seek to %d failed: %r", tp.topic, tp.partition, at, exc)
 
-    def _start(self, consumer, tp, first_offset: int) -> int:
-        """Where the partition's reading starts: the committed offset if Faust knows it,
-        else the first offset handed over (a partition without any commit whose very
-        first message goes missing is not caught)."""
-        committed = consumer._committed_offset.get(tp)
-        return first_offset if committed is None else committed
+    async def _start(self, consumer, tp, first_offset: int) -> int:
+        """Where the partition's reading starts: the committed offset, or the partition's
+        first offset when nothing is committed (the engine reads from the earliest
+        offset) or when retention deleted the committed offset's message (the consumer
+        resets to the first offset then; expecting the deleted one would seek forever)."""
+        committed = consumer._committed_offset.get(tp)  # Faust reads a committed 0 as None
+        try:
+            earliest = (await consumer.earliest_offsets(tp)).get(tp)
+        except Exception as exc:  # the broker did not answer: trust what Faust hands over
+            log.warning("input %s[%d]: first offset unknown (%r)", tp.topic, tp.partition, exc)
+            earliest = None
+        if earliest is None:
+            return first_offset if committed is None else committed
+        if committed is not None and committed < earliest:
+            log.error(
+                "input %s[%d]: offsets %d-%d were deleted by the topic's retention before "
+                "this group read them; reading from %d",
+                tp.topic,
+                tp.partition,
+                committed,
+                earliest - 1,
+                earliest,
+            )
+        return earliest if committed is None else max(committed, earliest)
 
 
 def _leave_unacknowledged(consumer, msg) -> None:

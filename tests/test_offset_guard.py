@@ -30,6 +30,7 @@ class _Consumer:
         self._read_offset: dict = {}  # last offset Faust read of each partition
         self._unacked_messages: set = set()
         self.assigned = {A, B}
+        self.log_start: dict = {}  # each partition's first offset (0 unless set)
         self.seeks: list[tuple] = []
         self.app = SimpleNamespace(som_offset_guard=None)
 
@@ -50,6 +51,9 @@ class _Consumer:
 
     async def seek_wait(self, offsets: dict) -> None:
         self.seeks.extend(offsets.items())
+
+    async def earliest_offsets(self, *tps: TP) -> dict:
+        return {tp: self.log_start.get(tp, 0) for tp in tps}
 
 
 class _Patched(_Consumer):
@@ -145,12 +149,45 @@ def test_a_hole_skips_the_partition_seeks_back_and_leaves_the_skipped_unacknowle
 
 def test_reset_starts_again_from_the_committed_or_first_offset():
     c = _Consumer({})
+    c.log_start[A] = 6
     guard = OffsetGuard(lambda: c)
     assert _offsets(asyncio.run(guard.admit(_events((A, 6), (A, 7))))) == [(0, 6), (0, 7)]
     guard.reset()
     c._committed_offset[A] = 5
+    c.log_start[A] = 0
     assert _offsets(asyncio.run(guard.admit(_events((A, 6))))) == []
     assert c.seeks == [(A, 5)]
+
+
+def test_without_a_commit_a_missing_first_message_is_read_again():
+    """Nothing committed (or a committed 0, which Faust keeps as None): the partition's
+    first offset is expected, not the first one Faust happens to hand over."""
+    c = _Consumer({})
+    guard = OffsetGuard(lambda: c)
+    assert _offsets(asyncio.run(guard.admit(_events((A, 1), (A, 2), (B, 0))))) == [(1, 0)]
+    assert c.seeks == [(A, 0)] and list(guard.holes) == [A]
+
+
+def test_offsets_deleted_by_retention_do_not_stall_the_partition():
+    """A committed offset below the partition's first offset: the consumer resets to the
+    first offset, and the guard expects that one (seeking back to deleted offsets would
+    loop forever)."""
+    c = _Consumer({A: 5})
+    c.log_start[A] = 20
+    guard = OffsetGuard(lambda: c)
+    assert _offsets(asyncio.run(guard.admit(_events((A, 20), (A, 21))))) == [(0, 20), (0, 21)]
+    assert c.seeks == []
+
+
+def test_the_committed_offset_is_used_when_the_first_offset_is_unknown():
+    class _NoAnswer(_Consumer):
+        async def earliest_offsets(self, *tps):
+            raise ConnectionError("broker away")
+
+    c = _NoAnswer({A: 5})
+    guard = OffsetGuard(lambda: c)
+    assert _offsets(asyncio.run(guard.admit(_events((A, 5), (B, 3))))) == [(0, 5), (1, 3)]
+    assert c.seeks == []
 
 
 def test_retry_seeks_again_while_the_hole_stays_open(monkeypatch):
