@@ -15,8 +15,9 @@ Two guards, neither depending on why the message went missing:
   transaction markers, still count), and never pass the next offset the agent expects;
 - ``OffsetGuard.admit``, run by each agent on its batch, knows the next offset it
   expects of every assigned partition (from the committed offset when the partition is
-  assigned, or the partition's first offset when nothing is committed). A message past a hole is not processed and not acknowledged: the partition
-  is sought back to the hole and read again, in order. Messages below the expected offset
+  assigned, or the partition's first offset when nothing is committed). A message past
+  a hole is not processed and not acknowledged: the partition is sought back to the
+  hole and read again, in order. Messages below the expected offset
   were already processed since the assignment (Faust fetched them twice) and are passed
   over. Messages Faust had already fetched past the hole can still arrive after the seek
   and move Faust's read position past the hole again, so ``retry`` (on a timer) seeks
