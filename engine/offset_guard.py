@@ -15,8 +15,8 @@ Two guards, neither depending on why the message went missing:
   transaction markers, still count), and never pass the next offset the agent expects;
 - ``OffsetGuard.admit``, run by each agent on its batch, knows the next offset it
   expects of every assigned partition (from the committed offset when the partition is
-  assigned, or the partition's first offset when nothing is committed). A message past
-  a hole is not processed and not acknowledged: the partition is sought back to the
+  assigned; the partition's first offset if retention deleted the committed one). A
+  message past a hole is not processed and not acknowledged: the partition is sought back to the
   hole and read again, in order. Messages below the expected offset
   were already processed since the assignment (Faust fetched them twice) and are passed
   over. Messages Faust had already fetched past the hole can still arrive after the seek
@@ -205,19 +205,23 @@ class OffsetGuard:
             log.warning("input %s[%d]: seek to %d failed: %r", tp.topic, tp.partition, at, exc)
 
     async def _start(self, consumer, tp, first_offset: int) -> int:
-        """Where the partition's reading starts: the committed offset, or the partition's
-        first offset when nothing is committed (the engine reads from the earliest
-        offset) or when retention deleted the committed offset's message (the consumer
-        resets to the first offset then; expecting the deleted one would seek forever)."""
+        """Where the partition's reading starts: the committed offset if Faust knows it,
+        raised to the partition's first offset when retention deleted the committed
+        offset's message (the consumer resets to the first offset then; expecting the
+        deleted one would seek forever). Without a known commit, the first offset handed
+        over: right after a takeover Faust can know no commit for a partition the group
+        has committed (seen in the kill-and-recover test), so expecting the partition's
+        first offset would read committed orders again. A partition without any commit
+        whose very first message goes missing is therefore not caught."""
         committed = consumer._committed_offset.get(tp)  # Faust reads a committed 0 as None
+        if committed is None:
+            return first_offset
         try:
             earliest = (await consumer.earliest_offsets(tp)).get(tp)
-        except Exception as exc:  # the broker did not answer: trust what Faust hands over
+        except Exception as exc:  # the broker did not answer: trust the commit
             log.warning("input %s[%d]: first offset unknown (%r)", tp.topic, tp.partition, exc)
-            earliest = None
-        if earliest is None:
-            return first_offset if committed is None else committed
-        if committed is not None and committed < earliest:
+            return committed
+        if earliest is not None and committed < earliest:
             log.error(
                 "input %s[%d]: offsets %d-%d were deleted by the topic's retention before "
                 "this group read them; reading from %d",
@@ -227,7 +231,8 @@ class OffsetGuard:
                 earliest - 1,
                 earliest,
             )
-        return earliest if committed is None else max(committed, earliest)
+            return earliest
+        return committed
 
 
 def _leave_unacknowledged(consumer, msg) -> None:

@@ -149,23 +149,12 @@ def test_a_hole_skips_the_partition_seeks_back_and_leaves_the_skipped_unacknowle
 
 def test_reset_starts_again_from_the_committed_or_first_offset():
     c = _Consumer({})
-    c.log_start[A] = 6
     guard = OffsetGuard(lambda: c)
     assert _offsets(asyncio.run(guard.admit(_events((A, 6), (A, 7))))) == [(0, 6), (0, 7)]
     guard.reset()
     c._committed_offset[A] = 5
-    c.log_start[A] = 0
     assert _offsets(asyncio.run(guard.admit(_events((A, 6))))) == []
     assert c.seeks == [(A, 5)]
-
-
-def test_without_a_commit_a_missing_first_message_is_read_again():
-    """Nothing committed (or a committed 0, which Faust keeps as None): the partition's
-    first offset is expected, not the first one Faust happens to hand over."""
-    c = _Consumer({})
-    guard = OffsetGuard(lambda: c)
-    assert _offsets(asyncio.run(guard.admit(_events((A, 1), (A, 2), (B, 0))))) == [(1, 0)]
-    assert c.seeks == [(A, 0)] and list(guard.holes) == [A]
 
 
 def test_offsets_deleted_by_retention_do_not_stall_the_partition():
