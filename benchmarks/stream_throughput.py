@@ -530,7 +530,7 @@ _BUCKETS = [
     (
         "table write: profile to_state + json.dumps",
         (
-            "_dump_profile (engine/stream.py",
+            "dump_profile (engine/table_profiles.py",
             "_dumps (engine/stream.py",
             "to_state (engine/profile.py",
         ),
@@ -540,8 +540,8 @@ _BUCKETS = [
         "decision serialisation (to_dict, dumps)",
         ("dumps (engine/records.py", "to_dict (engine/records.py"),
     ),
-    ("enrich, profile update, score, decide", ("monitor (engine/pipeline.py",)),
-    ("table set (faust, besides serialisation)", ("__setitem__ (engine/stream.py",)),
+    ("enrich, profile update, score, decide", ("monitor_batch (engine/pipeline.py",)),
+    ("table set (faust, besides serialisation)", ("__setitem__ (engine/table_profiles.py",)),
     ("send_soon (faust producer buffer)", ("send_soon (faust/",)),
     ("rest of handle()", ("handle (engine/stream.py",)),
     ("bench passthrough loop", ("passthrough (benchmarks/",)),

@@ -10,7 +10,8 @@ one its purchaser hashes to, goes once through ``orders.rekeyed`` so that one
 worker owns each registrant's profile. An order batch's decisions, keyed rejections and
 every changelog write leave through ``engine.outbox`` (one record batch per topic
 partition), not one ``send_soon`` each; the producer's flush before a commit raises if any
-of them was lost.
+of them was lost (``engine.faust_hooks``). Profiles are read and written through
+``engine.table_profiles``.
 
 Officers' reviews (``engine.review``) arrive on ``orders.reviews``, keyed by DEA number
 like orders and with as many partitions, so Faust's assignor gives each worker the same
@@ -29,22 +30,25 @@ expose table keys, which are DEA numbers.
 
 from __future__ import annotations
 
-import json
 import logging
-import random
 import tempfile
 import time
 from pathlib import Path
 
 import faust
 from faust.transport.consumer import Consumer as FaustConsumer
-from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config import Settings
 from connectors.kafka_admin import bootstrap_servers
 from engine.cert_watch import CertExpiryWatch
 from engine.changelog_ends import ChangelogTableManager
+from engine.faust_hooks import (
+    aiokafka_producer,
+    check_outbox_before_commit,
+    committed_check,
+    crash_app,
+)
 from engine.gauges import StateGauges
 from engine.health import BrokerProbe, Readiness, app_checks, liveness, pipeline_checks
 from engine.lag import ConsumerLag
@@ -52,9 +56,9 @@ from engine.metrics import EngineMetrics, Tally
 from engine.offset_guard import OffsetGuard, guard_commit_holes
 from engine.outbox import Outbox, key_hash
 from engine.pipeline import MICRO_BATCH, Pipeline, Received, _iso, build_pipeline
-from engine.profile import RegistrantProfile
 from engine.records import Rejection, RejectReason, ReviewRecord, dumps, raw_sha256
 from engine.review import parse_review
+from engine.table_profiles import TableProfiles, profile_sizes
 
 __all__ = ["create_app"]
 
@@ -64,67 +68,6 @@ log = logging.getLogger(__name__)
 # orders.reviews); on the reviews topic it also marks the copy, which is never re-sent.
 _RECEIVED_HEADER = "som-received"
 _PROBE_INTERVAL_S = 2.0  # broker probe and consumer-lag refresh
-
-
-def _dump_profile(profile: RegistrantProfile) -> bytes:
-    return profile.dumps_state()
-
-
-class _TableProfiles:
-    """The Table seen as the ``profiles`` mapping the core expects.
-
-    The table holds each profile's serialised state as bytes (key and value
-    type ``bytes``, so Faust's codecs pass them through untouched on write and
-    on changelog recovery). Live objects are cached beside it, keyed by the
-    identity of the bytes they were read from, so a profile is parsed once
-    after recovery and never per event.
-    """
-
-    __slots__ = ("table", "live", "dirty", "outbox", "changelog")
-
-    def __init__(self, table, outbox: Outbox) -> None:
-        self.table = table
-        self.outbox = outbox
-        self.changelog = table.changelog_topic.get_topic_name()
-        self.live: dict[bytes, tuple[bytes, RegistrantProfile]] = {}
-        self.dirty: dict[bytes, RegistrantProfile] = {}
-
-    def get(self, dea: str) -> RegistrantProfile | None:
-        key = dea.encode()
-        hot = self.dirty.get(key)
-        if hot is not None:
-            return hot
-        raw = self.table.get(key)
-        if raw is None:
-            return None
-        hit = self.live.get(key)
-        if hit is not None and hit[0] is raw:
-            return hit[1]
-        profile = RegistrantProfile.from_state(json.loads(raw))
-        self.live[key] = (raw, profile)
-        return profile
-
-    def __setitem__(self, dea: str, profile: RegistrantProfile) -> None:
-        self.dirty[dea.encode()] = profile
-
-    def flush(self) -> None:
-        """One changelog write per registrant touched in the batch.
-
-        What ``table[key] = raw`` does (store the value, send it to the changelog keyed
-        like the table's partitioner would), with the changelog record going out in the
-        batch's outbox instead of one ``send_soon`` each. Faust's own setter would also
-        record the changelog offset for a persistent store: the table is ``memory://``,
-        which keeps none (a RocksDB store would need that callback back). Offsets are
-        committed only after the batch (and after the producer is flushed), so writing at
-        the end of the batch keeps at-least-once intact.
-        """
-        store, outbox, changelog = self.table.data, self.outbox, self.changelog
-        for key, profile in self.dirty.items():
-            raw = _dump_profile(profile)
-            self.live[key] = (raw, profile)
-            store[key] = raw
-            outbox.add(changelog, key, raw)
-        self.dirty.clear()
 
 
 def create_app(
@@ -193,15 +136,15 @@ def create_app(
         use_partitioner=True,
     )
     crashing: set = set()  # the crash task, referenced until it ends
-    outbox = Outbox(lambda: _aiokafka_producer(app), lambda exc: _crash(app, exc, crashing))
-    _check_outbox_before_commit(app, outbox)
-    profiles = _TableProfiles(table, outbox)
+    outbox = Outbox(lambda: aiokafka_producer(app), lambda exc: crash_app(app, exc, crashing))
+    check_outbox_before_commit(app, outbox)
+    profiles = TableProfiles(table, outbox)
 
     def send_soon(topic, **record) -> None:
         """Faust's ``send_soon``, awaited by the outbox before the next commit."""
         outbox.track(topic.send_soon(**record))
 
-    pipeline.is_committed = _committed_check(app)
+    pipeline.is_committed = committed_check(app)
     guard_commit_holes(FaustConsumer)
     guard = OffsetGuard(lambda: app.consumer, metrics.input_rereads.inc if metrics_on else None)
     app.som_offset_guard = guard  # read by the patched commit (guard_commit_holes)
@@ -387,7 +330,7 @@ def create_app(
         metrics.registry.register(
             StateGauges(
                 registrants=lambda: len(table),
-                profile_sizes=lambda: _profile_sizes(table),
+                profile_sizes=lambda: profile_sizes(table),
                 verifier=pipeline.verifier,
                 cert_watch=cert_watch,
                 lag=lag,
@@ -439,65 +382,6 @@ def create_app(
     app.som_outbox = outbox
     app.som_readiness = readiness
     return app
-
-
-def _profile_sizes(table, sample: int = 32) -> tuple[int, list[int]]:
-    """Profile count and the serialized sizes of a random sample (for a state-size estimate)."""
-    keys = list(table.keys())
-    picked = random.sample(keys, min(sample, len(keys)))
-    sizes = []
-    for key in picked:
-        value = table.get(key)
-        if value is not None:
-            sizes.append(len(key) + len(value))  # values are the serialised state bytes
-    return len(keys), sizes
-
-
-def _committed_check(app: faust.App):
-    """``(tp_label, offset) -> bool``: has the group committed past this input offset?"""
-    tps: dict[str, TP] = {}
-
-    def is_committed(tp_label: str, offset: int) -> bool:
-        tp = tps.get(tp_label)
-        if tp is None:
-            topic, _, partition = tp_label.rpartition(":")
-            tp = tps[tp_label] = TP(topic, int(partition))
-        committed = app.consumer._committed_offset.get(tp)  # next offset to read
-        return committed is not None and offset < committed
-
-    return is_committed
-
-
-def _crash(app: faust.App, exc: BaseException, tasks: set) -> None:
-    task = app.loop.create_task(app.crash(exc))
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
-
-
-def _check_outbox_before_commit(app: faust.App, outbox: Outbox) -> None:
-    """Faust flushes its producer before every offset commit (and before table recovery):
-    after that flush, wait until every output record is acknowledged and raise if one was
-    refused, failed or is late, so the commit does not happen."""
-    producer = app.producer
-    flush = producer.flush
-    timeout = float(app.conf.producer_request_timeout)
-
-    async def flush_then_settle() -> None:
-        await flush()
-        await outbox.settle(timeout)
-
-    producer.flush = flush_then_settle
-
-
-def _aiokafka_producer(app: faust.App):
-    """Faust's started aiokafka producer (its flush before a commit covers the outbox)."""
-    producer = getattr(app.producer, "_producer", None)
-    if producer is None:
-        raise RuntimeError(
-            "Faust's aiokafka producer is not started (faust-streaming changed? this driver "
-            "is tested with the version pinned in pyproject.toml)"
-        )
-    return producer
 
 
 def _has_header(msg, name: str) -> bool:
