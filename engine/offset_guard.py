@@ -209,10 +209,11 @@ class OffsetGuard:
         raised to the partition's first offset when retention deleted the committed
         offset's message (the consumer resets to the first offset then; expecting the
         deleted one would seek forever). Without a known commit, the first offset handed
-        over: right after a takeover Faust can know no commit for a partition the group
-        has committed (seen in the kill-and-recover test), so expecting the partition's
-        first offset would read committed orders again. A partition without any commit
-        whose very first message goes missing is therefore not caught."""
+        over: after a takeover, table recovery resumes the flow before it seeks to the
+        committed offsets, and events handed over in between find no commit in Faust's
+        map although the group has one (seen in the kill-and-recover test): expecting
+        the partition's first offset would read committed orders again. A partition
+        without any commit whose very first message goes missing is not caught."""
         committed = consumer._committed_offset.get(tp)  # Faust reads a committed 0 as None
         if committed is None:
             return first_offset
