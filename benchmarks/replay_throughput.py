@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config import load_settings  # noqa: E402
 from connectors.feed import read_feed  # noqa: E402
-from engine.pipeline import Pipeline, build_pipeline  # noqa: E402
+from engine.build import build_pipeline  # noqa: E402
+from engine.pipeline import Pipeline  # noqa: E402
 from engine.records import RejectReason  # noqa: E402
 from engine.replay import replay  # noqa: E402
 from models.formula import FormulaBaseline  # noqa: E402

@@ -34,7 +34,7 @@ _WHERE = {
     "ReviewRecord": "engine.records",
     "VerifiedOrder": "engine.verify",
     "Verifier": "engine.verify",
-    "build_pipeline": "engine.pipeline",
+    "build_pipeline": "engine.build",
 }
 
 __all__ = [

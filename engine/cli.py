@@ -98,7 +98,7 @@ def trust_overrides(trust_dir, intermediates_dir, crl_dir, catalog_path, supplie
 
 def load_pipeline(settings: Settings, judge_at: datetime | None = None):
     """Build the core, turning missing or bad files into a message that names them."""
-    from engine.pipeline import build_pipeline
+    from engine.build import build_pipeline
 
     v = settings.verification
     if v.require_chain and not v.trust_dir:
@@ -132,7 +132,7 @@ def worker(config_path, broker, web_port, partitions, app_id, loglevel) -> None:
     import faust
 
     from connectors.kafka_admin import TopicError, ensure_topics
-    from engine.pipeline import batch_gc
+    from engine.batch_gc import batch_gc
     from engine.stream import create_app
 
     settings = settings_from(

@@ -1,21 +1,19 @@
 """The pure core: verify -> enrich -> profile -> score -> decide, for one message.
 
-Both drivers (the Faust stream in ``engine.stream`` and the in-process replay in
-``engine.replay``) call ``Pipeline.process`` with the raw message bytes and a
+``engine.build.build_pipeline`` wires it from the settings. Both drivers (the Faust
+stream in ``engine.stream`` and the in-process replay in ``engine.replay``) call
+``Pipeline.process`` with the raw message bytes and a
 mutable mapping of profiles; the same input gives the same decisions in both.
 Nothing here imports Faust.
 """
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import time
-from collections.abc import Callable, Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from config import Settings
 from connectors.catalog import Catalog
@@ -35,13 +33,9 @@ from engine.review import apply_review, parse_review
 from engine.verify import VerifiedOrder, Verifier
 from models.base import OrderContext
 from models.features import order_features
-from models.formula import FormulaBaseline
-from models.frequency import FrequencyScorer
 from models.iforest import IsolationForestScorer
-from models.pattern import PatternScorer
-from models.size import SizeScorer
 
-__all__ = ["Pipeline", "Outcome", "build_pipeline", "build_scorers", "batch_gc"]
+__all__ = ["Pipeline", "Outcome"]
 
 Outcome = Decision | Rejection
 _EPOCH_DAY = 86400
@@ -422,34 +416,6 @@ class Pipeline:
         return self.monitor(verified, profiles, received)
 
 
-MICRO_BATCH = 64  # orders per ``monitor_batch`` call in the drivers
-GC_GEN0 = 20_000  # allocations between young collections while batches run (Python: 700)
-
-
-@contextmanager
-def batch_gc(gen0: int = GC_GEN0) -> Iterator[None]:
-    """Fewer young collections while the drivers run batches, and the objects alive at
-    entry (modules, models, catalog) frozen out of the full ones.
-
-    A batch keeps its orders, findings and decisions alive until it ends; with Python's
-    default of a young collection every 700 allocations, each walks them again, and
-    the cyclic collector took 17-23% of a worker's CPU (benchmarks/README.md). Nothing
-    the core builds needs the cycle collector to be freed promptly. Nested or inside a
-    caller's own ``gc.freeze()``, it leaves the freeze to whoever made it.
-    """
-    thresholds = gc.get_threshold()
-    freeze = gc.get_freeze_count() == 0
-    if freeze:
-        gc.freeze()
-    gc.set_threshold(max(thresholds[0], gen0), *thresholds[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        if freeze:
-            gc.unfreeze()
-
-
 # Findings about a family's order size: a hold for one of these opens a case that
 # holds the family's repeats (SizeScorer, size_repeat_held) while it is open. A repeat
 # does not open a case of its own (the case closes when the first hold's days are up),
@@ -490,63 +456,3 @@ def _model_version(scorers: list, artifacts_version: str) -> str:
     )
     tag = "mdl-" + hashlib.sha256(text.encode()).hexdigest()[:12]
     return f"{tag}+{artifacts_version}" if artifacts_version else tag
-
-
-def build_scorers(settings: Settings, models=None) -> list:
-    """The scorers named by ``[scoring]``, with trained artifacts when given."""
-    sc = settings.scoring
-    size = SizeScorer(sc.size_min_ratio, sc.size_max_ratio, 3, sc.peer_z_threshold,
-                      sc.cold_z_threshold, sc.repeat_hold_days, sc.repeat_hold_ratio)
-    if models is not None:
-        size.fit(models.peers)
-    scorers = [
-        size,
-        FrequencyScorer(sc.frequency_min_excess, sc.frequency_min_count, 6,
-                        sc.split_min_excess, sc.split_ratio),
-        PatternScorer(
-            strength_ratio=sc.strength_ratio,
-            ramp_ratio=sc.ramp_ratio,
-            ramp_single_ratio=sc.ramp_single_ratio,
-            volume_ratio=sc.volume_ratio,
-            volume_single_ratio=sc.volume_single_ratio,
-            strength_grams_ratio=sc.strength_grams_ratio,
-            strength_mix_ratio=sc.strength_mix_ratio,
-            mix_threshold=sc.mix_threshold,
-        ),
-    ]
-    if models is not None:
-        scorers.append(models.iforest)
-    scorers.append(
-        FormulaBaseline(
-            sc.formula_multiplier_schedule_2,
-            sc.formula_multiplier_schedule_3_5,
-            sc.formula_window_days,
-            sc.formula_min_history_days,
-            sc.hold_on_formula,
-        )
-    )
-    return scorers
-
-
-def build_pipeline(settings: Settings, judge_at: datetime | None = None) -> Pipeline:
-    """Load the catalog and trust material named in ``settings`` and wire the core."""
-    catalog = Catalog.load(settings.resolve(settings.catalog.path))
-    base = Path(settings.source).parent if not settings.source.startswith("<") else None
-    verifier = Verifier(settings.verification, catalog, base)
-    models = None
-    if settings.scoring.models_dir:
-        from models.artifacts import load_models
-
-        models = load_models(settings.resolve(settings.scoring.models_dir))
-    sc = settings.scoring
-    policy = Policy(sc.limits, [o.model_dump() for o in sc.overrides])
-    return Pipeline(
-        settings,
-        catalog,
-        verifier,
-        build_scorers(settings, models),
-        judge_at,
-        peers=models.peers if models else None,
-        policy=policy,
-        artifacts_version=models.version if models else "",
-    )

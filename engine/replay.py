@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from engine.pipeline import MICRO_BATCH, Outcome, Pipeline, Received, batch_gc
+from engine.batch_gc import MICRO_BATCH, batch_gc
+from engine.pipeline import Outcome, Pipeline, Received
 from engine.profile import RegistrantProfile
 from engine.records import Decision, Rejected, Rejection, ReviewRecord, dumps
 from engine.review import parse_review

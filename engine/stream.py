@@ -41,6 +41,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config import Settings
 from connectors.kafka_admin import bootstrap_servers
+from engine.batch_gc import MICRO_BATCH
+from engine.build import build_pipeline
 from engine.cert_watch import CertExpiryWatch
 from engine.changelog_ends import ChangelogTableManager
 from engine.faust_hooks import (
@@ -55,7 +57,7 @@ from engine.lag import ConsumerLag
 from engine.metrics import EngineMetrics, Tally
 from engine.offset_guard import OffsetGuard, guard_commit_holes
 from engine.outbox import Outbox, key_hash
-from engine.pipeline import MICRO_BATCH, Pipeline, Received, _iso, build_pipeline
+from engine.pipeline import Pipeline, Received, _iso
 from engine.records import Rejection, RejectReason, ReviewRecord, dumps, raw_sha256
 from engine.review import parse_review
 from engine.table_profiles import TableProfiles, profile_sizes

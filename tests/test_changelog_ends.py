@@ -15,9 +15,9 @@ from faust.types import TP
 from config import load_settings
 from connectors.feed import read_feed
 from connectors.kafka_admin import ensure_topics
+from engine.build import build_pipeline
 from engine.changelog_ends import read_end_offsets
 from engine.keys import purchaser_key
-from engine.pipeline import build_pipeline
 from engine.records import Decision
 from engine.replay import replay
 from tests.streamtools import collect, isolated_topics, produce, start_worker, stop_worker

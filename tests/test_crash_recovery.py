@@ -20,8 +20,8 @@ from config import load_settings
 from connectors.feed import read_feed
 from connectors.kafka_admin import ensure_topics
 from connectors.synthetic import generate
+from engine.build import build_pipeline
 from engine.keys import purchaser_key
-from engine.pipeline import build_pipeline
 from engine.profile import RegistrantProfile
 from engine.records import Decision, Rejection
 from engine.replay import replay

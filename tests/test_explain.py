@@ -6,8 +6,8 @@ import sys
 
 from config import load_settings
 from connectors.feed import read_feed
+from engine.build import build_pipeline
 from engine.explain import explain_order
-from engine.pipeline import build_pipeline
 from engine.records import Decision
 from engine.replay import replay
 from tests.support import PURCHASERS, build_feed

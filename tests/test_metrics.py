@@ -10,12 +10,12 @@ from types import SimpleNamespace
 from prometheus_client import generate_latest
 
 from config import load_settings
+from engine.build import build_pipeline
 from engine.cert_watch import CertExpiryWatch
 from engine.gauges import StateGauges, issuer_label
 from engine.health import BrokerProbe, Readiness, pipeline_checks
 from engine.histogram import BatchHistogram
 from engine.metrics import EngineMetrics
-from engine.pipeline import build_pipeline
 from tests.streamtools import metric_value
 from tests.support import build_feed
 

@@ -4,7 +4,7 @@ import json
 
 from config import load_settings
 from connectors.feed import read_feed
-from engine.pipeline import build_pipeline
+from engine.build import build_pipeline
 from engine.records import Decision, Rejection, RejectReason
 from tests.support import build_feed
 

@@ -9,7 +9,8 @@ import pytest
 
 from config import load_settings
 from connectors.feed import read_feed
-from engine.pipeline import batch_gc, build_pipeline
+from engine.batch_gc import batch_gc
+from engine.build import build_pipeline
 from engine.replay import replay
 from tests.support import build_feed
 

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from config import load_settings
 from connectors.feed import read_feed
 from connectors.signing import sign_cms
-from engine.pipeline import Received, build_pipeline
+from engine.build import build_pipeline
+from engine.pipeline import Received
 from engine.profile import RegistrantProfile
 from engine.records import Decision, Rejection, RejectReason, ReviewRecord
 from engine.replay import replay

@@ -22,7 +22,7 @@ import pytest
 from config import load_settings
 from connectors.feed import read_feed
 from connectors.synthetic import generate
-from engine.pipeline import build_pipeline
+from engine.build import build_pipeline
 from engine.profile import RETENTION_DAYS, RING, WINDOWS, RegistrantProfile
 from engine.records import Decision
 from engine.replay import replay

@@ -8,8 +8,8 @@ import pytest
 from config import load_settings
 from connectors.feed import read_feed
 from connectors.kafka_admin import ensure_topics
+from engine.build import build_pipeline
 from engine.keys import purchaser_key
-from engine.pipeline import build_pipeline
 from engine.records import Decision
 from engine.replay import replay
 from tests.streamtools import (

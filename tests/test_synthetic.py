@@ -22,8 +22,8 @@ from connectors.synthetic import ANOMALY_KINDS, build_scenario, generate
 from connectors.synthetic import signer as signer_mod
 from connectors.synthetic.names import name_initial
 from connectors.synthetic.traffic import DAY
+from engine.build import build_pipeline
 from engine.cli import main
-from engine.pipeline import build_pipeline
 from engine.records import Rejection
 
 START = datetime(2025, 1, 6, tzinfo=UTC)  # a Monday
