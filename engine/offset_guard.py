@@ -15,29 +15,35 @@ Two guards, neither depending on why the message went missing:
   transaction markers, still count), and never pass the next offset the agent expects;
 - ``OffsetGuard.admit``, run by each agent on its batch, knows the next offset it
   expects of every assigned partition (from the committed offset when the partition is
-  assigned; the partition's first offset if retention deleted the committed one). A
-  message past a hole is not processed and not acknowledged: the partition is sought back to the
+  assigned, asked of the broker when Faust does not know it yet; the partition's first
+  offset when nothing is committed or retention deleted the committed one). A message
+  past a hole is not processed and not acknowledged: the partition is sought back to the
   hole and read again, in order. Messages below the expected offset
   were already processed since the assignment (Faust fetched them twice) and are passed
   over. Messages Faust had already fetched past the hole can still arrive after the seek
   and move Faust's read position past the hole again, so ``retry`` (on a timer) seeks
   again, at most once a ``RETRY_S``, while a hole stays open. An offset that holds no
-  record (a transactional producer's commit marker) would stay a hole: such input topics
-  are not supported yet, and the guard says so in the log rather than skip the offset.
+  record (a transactional producer's commit or abort marker, a record compacted away)
+  would stay a hole: after ``PROBE_AFTER`` seeks the broker is asked, by a fetch of its
+  own (``connectors.offset_probe``), where the partition's next record is; if it is
+  further on, the offsets before it are passed over and recorded as a gap, as Faust
+  records gaps it sees, so the commit moves past them.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
-__all__ = ["OffsetGuard", "guard_commit_holes"]
+__all__ = ["OffsetGuard", "group_committed", "guard_commit_holes"]
 
 log = logging.getLogger(__name__)
 
 RETRY_S = 1.0  # seek again when a hole stays open this long
 STALL_S = 10.0  # a partition read past the expected offset, nothing handed over this long
+PROBE_AFTER = 3  # seeks to one hole before the broker is asked whether it holds a record
+PROBE_S = 5.0  # at most one such question per hole this often
 
 
 def guard_commit_holes(consumer_cls) -> None:
@@ -88,10 +94,20 @@ class OffsetGuard:
     """
 
     def __init__(
-        self, consumer: Callable[[], object], on_reread: Callable[[], None] | None = None
+        self,
+        consumer: Callable[[], object],
+        on_reread: Callable[[], None] | None = None,
+        committed_of: Callable[[object, object], Awaitable[int | None]] | None = None,
+        probe: Callable[[dict], Awaitable[dict]] | None = None,
     ) -> None:
         self._consumer = consumer
         self._on_reread = on_reread
+        self._group_committed = committed_of or group_committed  # (consumer, tp) -> offset
+        # {tp: offset} -> {tp: offset of the first record at or after it, or None}
+        # (connectors.offset_probe.first_record_offsets); None: holes are never passed over
+        self._probe = probe
+        self._probed: dict = {}  # tp -> monotonic time the broker was last asked
+        self._passed: set = set()  # partitions with offsets passed over (logged once a warning)
         self._next: dict = {}
         self.holes: dict = {}  # tp -> [offset, monotonic time of the last seek, seeks]
         self._progress: dict = {}  # tp -> monotonic time an event of it was last admitted
@@ -119,6 +135,12 @@ class OffsetGuard:
                 self._progress[tp] = now
             if offset < expected:
                 continue  # processed since the assignment: Faust fetched it twice
+            if offset > expected and tp not in holes and tp not in self.holes:
+                # a hole seen first: does the broker hold a record there at all?
+                found = await self._record_after(tp, expected)
+                if found is not None and expected < found <= offset:
+                    self._pass_over(consumer, tp, expected, found)
+                    expected = found
             if offset > expected:
                 holes.setdefault(tp, expected)
                 skipped[tp] = max(offset, skipped.get(tp, offset))
@@ -152,7 +174,15 @@ class OffsetGuard:
         so no later message would show it)."""
         consumer = self._consumer()
         now = time.monotonic()
-        for tp, (at, since, _) in list(self.holes.items()):
+        for tp, (at, since, seeks) in list(self.holes.items()):
+            if (
+                seeks >= PROBE_AFTER
+                and self._probe is not None
+                and now - self._probed.get(tp, -PROBE_S) >= PROBE_S
+            ):
+                self._probed[tp] = now
+                if await self._pass_over_if_empty(consumer, tp, at):
+                    continue
             if now - since >= RETRY_S:
                 await self._seek(consumer, tp, at)
         read = consumer._read_offset
@@ -172,6 +202,59 @@ class OffsetGuard:
                 self._count_reread()
                 await self._seek(consumer, tp, expected)
 
+    async def _pass_over_if_empty(self, consumer, tp, at: int) -> bool:
+        """The retry's fallback for a hole still open after ``PROBE_AFTER`` seeks (the
+        first question failed or came too early): pass over offsets without a record."""
+        found = await self._record_after(tp, at)
+        hole = self.holes.get(tp)
+        if found is None or found <= at or hole is None or hole[0] != at:
+            return False  # a record is there (or the hole closed meanwhile): read again
+        self._pass_over(consumer, tp, at, found)
+        del self.holes[tp]
+        try:
+            await consumer.seek_wait({tp: found})
+        except Exception as exc:  # e.g. revoked meanwhile; the stall check seeks again
+            log.warning("input %s[%d]: seek to %d failed: %r", tp.topic, tp.partition, found, exc)
+        return True
+
+    async def _record_after(self, tp, at: int) -> int | None:
+        """The offset of the partition's first record at or after ``at``, asked of the
+        broker (None: no probe, no answer, or nothing there yet)."""
+        if self._probe is None:
+            return None
+        try:
+            return (await self._probe({tp: at})).get(tp)
+        except Exception as exc:  # the broker did not answer: read again instead
+            log.warning(
+                "input %s[%d]: could not ask where offset %d's record is: %r",
+                tp.topic,
+                tp.partition,
+                at,
+                exc,
+            )
+            return None
+
+    def _pass_over(self, consumer, tp, at: int, found: int) -> None:
+        """Offsets ``at`` .. ``found - 1`` hold no record (a transactional producer's
+        markers, or records compacted away): expect ``found`` next, and record them as
+        a gap, as Faust does for gaps it sees, so its commit counts them."""
+        level = logging.INFO if tp in self._passed else logging.WARNING
+        self._passed.add(tp)
+        log.log(
+            level,
+            "input %s[%d]: offsets %d-%d hold no record (a transactional producer's "
+            "markers, or compacted away); passing over them",
+            tp.topic,
+            tp.partition,
+            at,
+            found - 1,
+        )
+        gaps = consumer._gap[tp]
+        gaps.addi(at, found)
+        gaps.merge_overlaps()
+        self._next[tp] = found
+        self._progress[tp] = time.monotonic()
+
     def _count_reread(self) -> None:
         if self._on_reread is not None:
             self._on_reread()
@@ -188,8 +271,7 @@ class OffsetGuard:
                 return  # sought already: messages fetched before that seek are still coming
             if hole[2] % 30 == 0:
                 log.warning(
-                    "input %s[%d]: offset %d still not read after %d reads (a transactional "
-                    "producer's commit marker there is not supported)",
+                    "input %s[%d]: offset %d still not read after %d reads",
                     tp.topic,
                     tp.partition,
                     at,
@@ -205,23 +287,44 @@ class OffsetGuard:
             log.warning("input %s[%d]: seek to %d failed: %r", tp.topic, tp.partition, at, exc)
 
     async def _start(self, consumer, tp, first_offset: int) -> int:
-        """Where the partition's reading starts: the committed offset if Faust knows it,
-        raised to the partition's first offset when retention deleted the committed
-        offset's message (the consumer resets to the first offset then; expecting the
-        deleted one would seek forever). Without a known commit, the first offset handed
-        over: after a takeover, table recovery resumes the flow before it seeks to the
-        committed offsets, and events handed over in between find no commit in Faust's
-        map although the group has one (seen in the kill-and-recover test): expecting
-        the partition's first offset would read committed orders again. A partition
-        without any commit whose very first message goes missing is not caught."""
-        committed = consumer._committed_offset.get(tp)  # Faust reads a committed 0 as None
-        if committed is None:
-            return first_offset
+        """Where the partition's reading starts: the group's committed offset, else (the
+        engine reads from the earliest offset) the partition's first offset; raised to
+        the first offset when retention deleted the committed one's message (the
+        consumer resets to the first offset then: expecting the deleted one would seek
+        forever).
+
+        Faust's map of committed offsets is read first; when it has none, the broker is
+        asked: Faust reads a committed 0 as none, and after a takeover table recovery
+        resumes the flow before it seeks to the committed offsets, so events can arrive
+        before Faust has filled its map (seen in the kill-and-recover test). Expecting
+        the first offset then would read committed orders again. When the broker does
+        not answer, the first offset handed over is trusted (a missing first message
+        is then not caught; the log says so).
+        """
+        committed = consumer._committed_offset.get(tp)
         try:
+            if committed is None:
+                committed = await self._group_committed(consumer, tp)
+                if committed:
+                    log.info(
+                        "input %s[%d]: committed offset %d from the broker (Faust had none yet)",
+                        tp.topic,
+                        tp.partition,
+                        committed,
+                    )
             earliest = (await consumer.earliest_offsets(tp)).get(tp)
-        except Exception as exc:  # the broker did not answer: trust the commit
-            log.warning("input %s[%d]: first offset unknown (%r)", tp.topic, tp.partition, exc)
-            return committed
+        except Exception as exc:  # the broker did not answer
+            log.warning(
+                "input %s[%d]: committed or first offset unknown (%r); expecting %d, the "
+                "first offset handed over",
+                tp.topic,
+                tp.partition,
+                exc,
+                first_offset if committed is None else committed,
+            )
+            return first_offset if committed is None else committed
+        if committed is None or committed < 0:
+            return first_offset if earliest is None else earliest
         if earliest is not None and committed < earliest:
             log.error(
                 "input %s[%d]: offsets %d-%d were deleted by the topic's retention before "
@@ -234,6 +337,16 @@ class OffsetGuard:
             )
             return earliest
         return committed
+
+
+async def group_committed(consumer, tp) -> int | None:
+    """The group's committed offset of ``tp``, from the broker (aiokafka's ``committed``,
+    run in Faust's consumer thread); None when the group has committed none."""
+    from faust.transport.drivers.aiokafka import ensure_aiokafka_TP
+
+    thread = consumer._thread
+    client = thread._ensure_consumer()
+    return await thread.call_thread(client.committed, ensure_aiokafka_TP(tp))
 
 
 def _leave_unacknowledged(consumer, msg) -> None:

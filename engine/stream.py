@@ -41,6 +41,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config import Settings
 from connectors.kafka_admin import bootstrap_servers
+from connectors.offset_probe import RecordProbe
 from engine.batch_gc import MICRO_BATCH
 from engine.build import build_pipeline
 from engine.cert_watch import CertExpiryWatch
@@ -148,7 +149,13 @@ def create_app(
 
     pipeline.is_committed = committed_check(app)
     guard_commit_holes(FaustConsumer)
-    guard = OffsetGuard(lambda: app.consumer, metrics.input_rereads.inc if metrics_on else None)
+    bootstrap = bootstrap_servers(k.broker)
+    record_probe = RecordProbe(bootstrap)  # where an input partition's next record is
+    guard = OffsetGuard(
+        lambda: app.consumer,
+        metrics.input_rereads.inc if metrics_on else None,
+        probe=record_probe.first_record_offsets,
+    )
     app.som_offset_guard = guard  # read by the patched commit (guard_commit_holes)
     # the Verifier may come with its own certificate watch; otherwise this driver keeps one
     cert_watch = getattr(pipeline.verifier, "cert_watch", None)
@@ -325,7 +332,7 @@ def create_app(
 
     lag = ConsumerLag(app, [k.input_topic, k.rekey_topic, k.reviews_topic])
     monitored = frozenset((k.input_topic, k.rekey_topic))  # som_partitions_assigned counts these
-    probe = BrokerProbe(bootstrap_servers(k.broker))
+    probe = BrokerProbe(bootstrap)
     readiness = Readiness({**app_checks(app), **pipeline_checks(pipeline), "broker": probe.check})
     started = time.monotonic()
     if metrics_on:
@@ -381,6 +388,10 @@ def create_app(
         return web.json(body, status=200 if ready else 503)
 
     app.som_metrics = metrics  # for tests and the demo
+    @app.on_before_shutdown.connect
+    async def close_record_probe(sender, **kwargs) -> None:
+        await record_probe.close()
+
     app.som_outbox = outbox
     app.som_readiness = readiness
     return app

@@ -31,6 +31,7 @@ class _Consumer:
         self._unacked_messages: set = set()
         self.assigned = {A, B}
         self.log_start: dict = {}  # each partition's first offset (0 unless set)
+        self.group_commits: dict = {}  # what the broker holds for the group (Faust may not)
         self.seeks: list[tuple] = []
         self.app = SimpleNamespace(som_offset_guard=None)
 
@@ -68,6 +69,14 @@ class _Msg:
 
     def __init__(self, tp: TP, offset: int) -> None:
         self.tp, self.offset, self.acked = tp, offset, False
+
+
+async def _group_committed(consumer, tp):
+    return consumer.group_commits.get(tp)
+
+
+def _guard(c, on_reread=None) -> OffsetGuard:
+    return OffsetGuard(lambda: c, on_reread, _group_committed)
 
 
 def _events(*pairs):
@@ -108,7 +117,7 @@ def test_the_guarded_commit_never_passes_the_next_offset_the_agent_expects():
     """A seek back makes Faust record the offsets up to an already-fetched message as a
     gap, which it counts as acknowledged."""
     c = _Patched({A: 10})
-    guard = OffsetGuard(lambda: c)
+    guard = _guard(c)
     c.app.som_offset_guard = guard
     asyncio.run(guard.admit(_events((A, 10), (A, 11))))  # next expected: 12
     for o in (10, 11):
@@ -120,7 +129,7 @@ def test_the_guarded_commit_never_passes_the_next_offset_the_agent_expects():
 
 def test_admit_passes_contiguous_batches_and_starts_at_the_committed_offset():
     c = _Consumer({A: 10})
-    guard = OffsetGuard(lambda: c)
+    guard = _guard(c)
     got = asyncio.run(guard.admit(_events((A, 10), (B, 0), (A, 11), (B, 1))))
     assert _offsets(got) == [(0, 10), (1, 0), (0, 11), (1, 1)]
     assert c.seeks == []
@@ -129,7 +138,7 @@ def test_admit_passes_contiguous_batches_and_starts_at_the_committed_offset():
 def test_a_hole_skips_the_partition_seeks_back_and_leaves_the_skipped_unacknowledged():
     c = _Consumer({A: 25})
     rereads: list = []
-    guard = OffsetGuard(lambda: c, lambda: rereads.append(1))
+    guard = _guard(c, lambda: rereads.append(1))
 
     async def run():
         batch = _events((A, 25), (A, 26), (A, 28), (B, 0), (A, 29))
@@ -149,12 +158,35 @@ def test_a_hole_skips_the_partition_seeks_back_and_leaves_the_skipped_unacknowle
 
 def test_reset_starts_again_from_the_committed_or_first_offset():
     c = _Consumer({})
-    guard = OffsetGuard(lambda: c)
+    c.log_start[A] = 6
+    guard = _guard(c)
     assert _offsets(asyncio.run(guard.admit(_events((A, 6), (A, 7))))) == [(0, 6), (0, 7)]
     guard.reset()
     c._committed_offset[A] = 5
+    c.log_start[A] = 0
     assert _offsets(asyncio.run(guard.admit(_events((A, 6))))) == []
     assert c.seeks == [(A, 5)]
+
+
+def test_without_any_commit_a_missing_first_message_is_read_again():
+    """Nothing committed by the group: the partition's first offset is expected, not the
+    first one Faust happens to hand over."""
+    c = _Consumer({})
+    guard = _guard(c)
+    assert _offsets(asyncio.run(guard.admit(_events((A, 1), (A, 2), (B, 0))))) == [(1, 0)]
+    assert c.seeks == [(A, 0)] and list(guard.holes) == [A]
+
+
+def test_a_commit_faust_does_not_know_yet_is_asked_of_the_broker():
+    """After a takeover, events can reach the agent before Faust has read the committed
+    offsets (and Faust reads a committed 0 as none): the broker's answer is used, so
+    committed orders are not read again and a hole after the commit is still caught."""
+    c = _Consumer({})
+    c.group_commits.update({A: 250, B: 0})
+    guard = _guard(c)
+    got = asyncio.run(guard.admit(_events((A, 250), (A, 251), (B, 1))))
+    assert _offsets(got) == [(0, 250), (0, 251)]
+    assert c.seeks == [(B, 0)]  # B's offset 0 never came
 
 
 def test_offsets_deleted_by_retention_do_not_stall_the_partition():
@@ -163,7 +195,7 @@ def test_offsets_deleted_by_retention_do_not_stall_the_partition():
     loop forever)."""
     c = _Consumer({A: 5})
     c.log_start[A] = 20
-    guard = OffsetGuard(lambda: c)
+    guard = _guard(c)
     assert _offsets(asyncio.run(guard.admit(_events((A, 20), (A, 21))))) == [(0, 20), (0, 21)]
     assert c.seeks == []
 
@@ -174,7 +206,7 @@ def test_the_committed_offset_is_used_when_the_first_offset_is_unknown():
             raise ConnectionError("broker away")
 
     c = _NoAnswer({A: 5})
-    guard = OffsetGuard(lambda: c)
+    guard = _guard(c)
     assert _offsets(asyncio.run(guard.admit(_events((A, 5), (B, 3))))) == [(0, 5), (1, 3)]
     assert c.seeks == []
 
@@ -184,7 +216,7 @@ def test_retry_seeks_again_while_the_hole_stays_open(monkeypatch):
     it again: the timer seeks again until the missing offset arrives."""
     monkeypatch.setattr(og, "RETRY_S", 0.0)
     c = _Consumer({A: 3})
-    guard = OffsetGuard(lambda: c)
+    guard = _guard(c)
 
     async def run():
         await guard.admit(_events((A, 3), (A, 5)))
@@ -202,7 +234,7 @@ def test_retry_seeks_again_while_the_hole_stays_open(monkeypatch):
 def test_no_seek_on_a_partition_no_longer_assigned(monkeypatch):
     monkeypatch.setattr(og, "RETRY_S", 0.0)
     c = _Consumer({A: 3})
-    guard = OffsetGuard(lambda: c)
+    guard = _guard(c)
 
     async def run():
         await guard.admit(_events((A, 3), (A, 5)))
@@ -219,7 +251,7 @@ def test_a_partition_read_past_the_expected_offset_with_nothing_handed_over_is_r
     """Faust can drop every message after a hole: no later message shows the hole, but
     its read offset moved past it and nothing reaches the agent."""
     c = _Consumer({A: 3, B: 0})
-    guard = OffsetGuard(lambda: c)
+    guard = _guard(c)
 
     async def run():
         await guard.admit(_events((A, 3), (B, 0)))
@@ -236,7 +268,7 @@ def test_a_partition_read_past_the_expected_offset_with_nothing_handed_over_is_r
 def test_stale_batches_do_not_seek_again_before_the_retry_interval():
     """Messages fetched before a seek keep coming for a while: one seek per RETRY_S."""
     c = _Consumer({A: 3})
-    guard = OffsetGuard(lambda: c)
+    guard = _guard(c)
 
     async def run():
         for stale in range(5, 15, 2):
@@ -244,3 +276,67 @@ def test_stale_batches_do_not_seek_again_before_the_retry_interval():
 
     asyncio.run(run())
     assert c.seeks == [(A, 3)] and guard.holes[A][2] == 1
+
+
+def _probe_answering(answers: dict, asked: list | None = None):
+    """A probe fake: ``answers[tp][start]`` is the first record's offset at or after start."""
+
+    async def probe(starts: dict) -> dict:
+        if asked is not None:
+            asked.append(dict(starts))
+        return {tp: answers.get(tp, {}).get(at, at) for tp, at in starts.items()}
+
+    return probe
+
+
+def test_offsets_without_a_record_are_passed_over_at_once_and_committed():
+    """A transactional producer's marker at offset 2: no seek, the message after it is
+    processed, and the commit moves past the marker."""
+    c = _Patched({A: 1})
+    asked: list = []
+    guard = OffsetGuard(lambda: c, None, _group_committed, _probe_answering({A: {2: 3}}, asked))
+    c.app.som_offset_guard = guard
+    batch = _events((A, 1), (A, 3), (A, 4))
+    got = asyncio.run(guard.admit(batch))
+    c.ack_batch(batch)
+    assert _offsets(got) == [(0, 1), (0, 3), (0, 4)]
+    assert asked == [{A: 2}] and c.seeks == [] and guard.holes == {}
+    assert c._new_offset(A) == 5  # 1, the marker's 2, 3, 4
+
+
+def test_a_hole_holding_a_record_is_read_again_not_passed_over():
+    c = _Patched({A: 1})
+    guard = OffsetGuard(lambda: c, None, _group_committed, _probe_answering({A: {2: 2}}))
+    c.app.som_offset_guard = guard
+    batch = _events((A, 1), (A, 3))
+    got = asyncio.run(guard.admit(batch))
+    c.ack_batch(batch)
+    assert _offsets(got) == [(0, 1)] and c.seeks == [(A, 2)]
+    assert c._new_offset(A) == 2  # nothing past the missing record
+
+
+def test_a_probe_that_fails_falls_back_to_reading_again_and_the_retry_asks_again(monkeypatch):
+    monkeypatch.setattr(og, "RETRY_S", 0.0)
+    monkeypatch.setattr(og, "PROBE_AFTER", 2)
+    c = _Consumer({A: 1})
+    calls: list = []
+
+    async def flaky(starts):
+        calls.append(dict(starts))
+        if len(calls) == 1:
+            raise ConnectionError("broker away")
+        return {A: 3}
+
+    guard = OffsetGuard(lambda: c, None, _group_committed, flaky)
+
+    async def run():
+        first = await guard.admit(_events((A, 1), (A, 3)))
+        await guard.retry()  # second seek to the hole
+        await guard.retry()  # two seeks: the broker is asked again, and answers
+        again = await guard.admit(_events((A, 3), (A, 4)))
+        return first, again
+
+    first, again = asyncio.run(run())
+    assert _offsets(first) == [(0, 1)] and _offsets(again) == [(0, 3), (0, 4)]
+    assert len(calls) == 2 and c.seeks == [(A, 2), (A, 2), (A, 3)] and guard.holes == {}
+    assert c._gap[A].overlaps_point(2)
