@@ -10,13 +10,11 @@ was then never decided, and the registrant's later orders were decided without i
 
 Two guards, neither depending on why the message went missing:
 
-- ``guard_commit_holes`` makes Faust's commit stop at a hole just after the committed
-  offset, as it already does for larger holes (offsets Faust recorded as a gap, such as
-  transaction markers, still count), and never pass the next offset the agent expects;
+- ``engine.commit_guard.guard_commit_holes`` makes Faust's commit stop at any hole after
+  the committed offset and never pass the next offset the agent expects;
 - ``OffsetGuard.admit``, run by each agent on its batch, knows the next offset it
   expects of every assigned partition (from the committed offset when the partition is
-  assigned, asked of the broker when Faust does not know it yet; the partition's first
-  offset when nothing is committed or retention deleted the committed one). A message
+  assigned: ``engine.group_position.start_offset``). A message
   past a hole is not processed and not acknowledged: the partition is sought back to the
   hole and read again, in order. Messages below the expected offset
   were already processed since the assignment (Faust fetched them twice) and are passed
@@ -36,7 +34,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-__all__ = ["OffsetGuard", "group_committed", "guard_commit_holes"]
+from engine.group_position import group_committed, recovered, start_offset, waiting
+
+__all__ = ["OffsetGuard"]
 
 log = logging.getLogger(__name__)
 
@@ -44,42 +44,6 @@ RETRY_S = 1.0  # seek again when a hole stays open this long
 STALL_S = 10.0  # a partition read past the expected offset, nothing handed over this long
 PROBE_AFTER = 3  # seeks to one hole before the broker is asked whether it holds a record
 PROBE_S = 5.0  # at most one such question per hole this often
-
-
-def guard_commit_holes(consumer_cls) -> None:
-    """Patch ``consumer_cls._new_offset`` (Faust's commit offset): stop at any hole between
-    the committed offset and the first acknowledged one not covered by gaps Faust recorded,
-    and never go past ``app.som_offset_guard.commit_cap(tp)``. Idempotent."""
-    original = consumer_cls._new_offset
-    if getattr(original, "som_guarded", False):
-        return
-
-    def _new_offset(self, tp):
-        acked = self._acked[tp]
-        committed = self._committed_offset[tp]
-        if acked and committed is not None:
-            first = min(acked)
-            if first > committed and not _covered(self._gap[tp], committed, first):
-                return None  # offsets committed .. first-1 are not processed yet
-        offset = original(self, tp)
-        guard = getattr(self.app, "som_offset_guard", None)
-        cap = guard.commit_cap(tp) if guard is not None else None
-        if offset is not None and cap is not None and offset > cap:
-            # acknowledged past what the agent was handed: seek-made gaps, stale acks;
-            # those offsets are acknowledged again when they are processed
-            offset = cap if committed is None or cap > committed else None
-        return offset
-
-    _new_offset.som_guarded = True
-    _new_offset.som_original = original
-    consumer_cls._new_offset = _new_offset
-
-
-def _covered(gaps, start: int, end: int) -> bool:
-    """Every offset from ``start`` to ``end - 1`` lies in a gap Faust recorded."""
-    if not gaps or end - start > 100_000:
-        return False
-    return all(gaps.overlaps_point(o) for o in range(start, end))
 
 
 class OffsetGuard:
@@ -108,6 +72,7 @@ class OffsetGuard:
         self._probe = probe
         self._probed: dict = {}  # tp -> monotonic time the broker was last asked
         self._passed: set = set()  # partitions with offsets passed over (logged once a warning)
+        self._silent: dict = {}  # tp -> since when: assigned, nothing handed over yet
         self._next: dict = {}
         self.holes: dict = {}  # tp -> [offset, monotonic time of the last seek, seeks]
         self._progress: dict = {}  # tp -> monotonic time an event of it was last admitted
@@ -116,6 +81,12 @@ class OffsetGuard:
         self._next.clear()
         self.holes.clear()
         self._progress.clear()
+
+    def assigned(self, tps: Iterable) -> None:
+        """Partitions just assigned (after ``reset``): each must hand something over within
+        ``STALL_S``, or show that nothing waits in it (see ``retry``)."""
+        now = time.monotonic()
+        self._silent = dict.fromkeys(tps, now)
 
     def commit_cap(self, tp) -> int | None:
         return self._next.get(tp)
@@ -131,7 +102,9 @@ class OffsetGuard:
             tp, offset = msg.tp, msg.offset
             expected = self._next.get(tp)
             if expected is None:
-                expected = self._next[tp] = await self._start(consumer, tp, offset)
+                expected = self._next[tp] = await start_offset(
+                    consumer, tp, offset, self._group_committed
+                )
                 self._progress[tp] = now
             if offset < expected:
                 continue  # processed since the assignment: Faust fetched it twice
@@ -201,6 +174,54 @@ class OffsetGuard:
                 )
                 self._count_reread()
                 await self._seek(consumer, tp, expected)
+        for tp, since in list(self._silent.items()):
+            if tp in self._next or tp in self.holes:
+                del self._silent[tp]  # it handed something over, or is being read again
+            elif now - since >= STALL_S:
+                self._silent[tp] = now  # look again after another STALL_S
+                await self._wake_silent(consumer, tp)
+
+    async def _wake_silent(self, consumer, tp) -> None:
+        """A partition assigned ``STALL_S`` ago that handed nothing over: if messages wait
+        in it, read it again from where the group stands (seen once in the kill-and-recover
+        test: a taken-over partition never handed over anything; no later message can
+        show that as a hole). Faust's view of it is logged to find out why."""
+        if tp not in consumer.assignment():
+            self._silent.pop(tp, None)
+            return
+        try:
+            span = await waiting(consumer, tp, self._group_committed)
+        except Exception as exc:  # the broker did not answer: look again later
+            log.warning(
+                "input %s[%d]: could not check for waiting messages: %r",
+                tp.topic,
+                tp.partition,
+                exc,
+            )
+            return
+        if span is None:
+            return  # nothing waits
+        start, end = span
+        paused = tp in getattr(consumer, "_paused_partitions", ())
+        log.warning(
+            "input %s[%d]: nothing handed over in %.0f s since the assignment though "
+            "offsets %d-%d wait (Faust: read offset %s, paused %s); reading again from %d",
+            tp.topic,
+            tp.partition,
+            STALL_S,
+            start,
+            end - 1,
+            consumer._read_offset.get(tp),
+            paused,
+            start,
+        )
+        self._count_reread()
+        if paused and recovered(consumer):
+            consumer.resume_partitions({tp})
+        try:  # once per STALL_S, not as a hole: a busy worker may just be late with it
+            await consumer.seek_wait({tp: start})
+        except Exception as exc:  # e.g. revoked meanwhile
+            log.warning("input %s[%d]: seek to %d failed: %r", tp.topic, tp.partition, start, exc)
 
     async def _pass_over_if_empty(self, consumer, tp, at: int) -> bool:
         """The retry's fallback for a hole still open after ``PROBE_AFTER`` seeks (the
@@ -285,68 +306,6 @@ class OffsetGuard:
             await consumer.seek_wait({tp: at})  # in the consumer's thread, unlike ``seek``
         except Exception as exc:  # e.g. revoked meanwhile; the timer tries again
             log.warning("input %s[%d]: seek to %d failed: %r", tp.topic, tp.partition, at, exc)
-
-    async def _start(self, consumer, tp, first_offset: int) -> int:
-        """Where the partition's reading starts: the group's committed offset, else (the
-        engine reads from the earliest offset) the partition's first offset; raised to
-        the first offset when retention deleted the committed one's message (the
-        consumer resets to the first offset then: expecting the deleted one would seek
-        forever).
-
-        Faust's map of committed offsets is read first; when it has none, the broker is
-        asked: Faust reads a committed 0 as none, and after a takeover table recovery
-        resumes the flow before it seeks to the committed offsets, so events can arrive
-        before Faust has filled its map (seen in the kill-and-recover test). Expecting
-        the first offset then would read committed orders again. When the broker does
-        not answer, the first offset handed over is trusted (a missing first message
-        is then not caught; the log says so).
-        """
-        committed = consumer._committed_offset.get(tp)
-        try:
-            if committed is None:
-                committed = await self._group_committed(consumer, tp)
-                if committed:
-                    log.info(
-                        "input %s[%d]: committed offset %d from the broker (Faust had none yet)",
-                        tp.topic,
-                        tp.partition,
-                        committed,
-                    )
-            earliest = (await consumer.earliest_offsets(tp)).get(tp)
-        except Exception as exc:  # the broker did not answer
-            log.warning(
-                "input %s[%d]: committed or first offset unknown (%r); expecting %d, the "
-                "first offset handed over",
-                tp.topic,
-                tp.partition,
-                exc,
-                first_offset if committed is None else committed,
-            )
-            return first_offset if committed is None else committed
-        if committed is None or committed < 0:
-            return first_offset if earliest is None else earliest
-        if earliest is not None and committed < earliest:
-            log.error(
-                "input %s[%d]: offsets %d-%d were deleted by the topic's retention before "
-                "this group read them; reading from %d",
-                tp.topic,
-                tp.partition,
-                committed,
-                earliest - 1,
-                earliest,
-            )
-            return earliest
-        return committed
-
-
-async def group_committed(consumer, tp) -> int | None:
-    """The group's committed offset of ``tp``, from the broker (aiokafka's ``committed``,
-    run in Faust's consumer thread); None when the group has committed none."""
-    from faust.transport.drivers.aiokafka import ensure_aiokafka_TP
-
-    thread = consumer._thread
-    client = thread._ensure_consumer()
-    return await thread.call_thread(client.committed, ensure_aiokafka_TP(tp))
 
 
 def _leave_unacknowledged(consumer, msg) -> None:

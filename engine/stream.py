@@ -46,6 +46,7 @@ from engine.batch_gc import MICRO_BATCH
 from engine.build import build_pipeline
 from engine.cert_watch import CertExpiryWatch
 from engine.changelog_ends import ChangelogTableManager
+from engine.commit_guard import guard_commit_holes
 from engine.faust_hooks import (
     aiokafka_producer,
     check_outbox_before_commit,
@@ -56,7 +57,7 @@ from engine.gauges import StateGauges
 from engine.health import BrokerProbe, Readiness, app_checks, liveness, pipeline_checks
 from engine.lag import ConsumerLag
 from engine.metrics import EngineMetrics, Tally
-from engine.offset_guard import OffsetGuard, guard_commit_holes
+from engine.offset_guard import OffsetGuard
 from engine.outbox import Outbox, key_hash
 from engine.pipeline import Pipeline, Received, _iso
 from engine.records import Rejection, RejectReason, ReviewRecord, dumps, raw_sha256
@@ -331,6 +332,7 @@ def create_app(
             await finish(handle_reviews, events)
 
     lag = ConsumerLag(app, [k.input_topic, k.rekey_topic, k.reviews_topic])
+    guarded = frozenset((k.input_topic, k.rekey_topic, k.reviews_topic))  # OffsetGuard's
     monitored = frozenset((k.input_topic, k.rekey_topic))  # som_partitions_assigned counts these
     probe = BrokerProbe(bootstrap)
     readiness = Readiness({**app_checks(app), **pipeline_checks(pipeline), "broker": probe.check})
@@ -349,6 +351,7 @@ def create_app(
     @app.on_partitions_assigned.connect
     async def on_assigned(sender, assigned, **kwargs) -> None:
         guard.reset()  # expect each partition's committed offset next
+        guard.assigned(tp for tp in assigned if tp.topic in guarded)
         if metrics_on:
             metrics.rebalances.inc()
             metrics.partitions.set(sum(1 for tp in assigned if tp.topic in monitored))

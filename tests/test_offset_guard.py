@@ -11,7 +11,8 @@ from faust.types import TP
 from intervaltree import IntervalTree
 
 import engine.offset_guard as og
-from engine.offset_guard import OffsetGuard, guard_commit_holes
+from engine.commit_guard import guard_commit_holes
+from engine.offset_guard import OffsetGuard
 
 A, B = TP("input", 0), TP("input", 1)
 
@@ -32,6 +33,7 @@ class _Consumer:
         self.assigned = {A, B}
         self.log_start: dict = {}  # each partition's first offset (0 unless set)
         self.group_commits: dict = {}  # what the broker holds for the group (Faust may not)
+        self.ends: dict = {}  # each partition's end offset
         self.seeks: list[tuple] = []
         self.app = SimpleNamespace(som_offset_guard=None)
 
@@ -55,6 +57,9 @@ class _Consumer:
 
     async def earliest_offsets(self, *tps: TP) -> dict:
         return {tp: self.log_start.get(tp, 0) for tp in tps}
+
+    async def highwaters(self, *tps: TP) -> dict:
+        return {tp: self.ends.get(tp, 0) for tp in tps}
 
 
 class _Patched(_Consumer):
@@ -340,3 +345,40 @@ def test_a_probe_that_fails_falls_back_to_reading_again_and_the_retry_asks_again
     assert _offsets(first) == [(0, 1)] and _offsets(again) == [(0, 3), (0, 4)]
     assert len(calls) == 2 and c.seeks == [(A, 2), (A, 2), (A, 3)] and guard.holes == {}
     assert c._gap[A].overlaps_point(2)
+
+
+def test_an_assigned_partition_that_hands_nothing_over_while_messages_wait_is_read_again(
+    monkeypatch,
+):
+    """Seen once after a takeover: a partition handed over nothing at all, so no later
+    message could show a hole; after STALL_S the broker says messages wait: read again."""
+    c = _Consumer({A: 25})
+    c.ends.update({A: 640, B: 7})
+    c.group_commits[B] = 7  # B: nothing waits
+    rereads: list = []
+    guard = _guard(c, lambda: rereads.append(1))
+    guard.assigned([A, B])
+
+    async def run():
+        await guard.retry()
+        assert c.seeks == []  # not silent long enough yet
+        monkeypatch.setattr(og, "STALL_S", 0.0)
+        await guard.retry()
+
+    asyncio.run(run())
+    assert c.seeks == [(A, 25)] and len(rereads) == 1 and guard.holes == {}
+    got = asyncio.run(guard.admit(_events((A, 25), (A, 26))))  # the re-read arrives
+    assert _offsets(got) == [(0, 25), (0, 26)]
+    asyncio.run(guard.retry())
+    assert c.seeks == [(A, 25)]  # it handed something over: not checked again
+
+
+def test_a_partition_that_handed_something_over_is_not_checked(monkeypatch):
+    monkeypatch.setattr(og, "STALL_S", 0.0)
+    c = _Consumer({A: 25})
+    c.ends[A] = 640
+    guard = _guard(c)
+    guard.assigned([A])
+    asyncio.run(guard.admit(_events((A, 25))))
+    asyncio.run(guard.retry())
+    assert c.seeks == []
