@@ -23,7 +23,15 @@ __all__ = ["RecordProbe", "first_record_offsets"]
 
 
 class RecordProbe:
-    """A started-on-demand consumer answering ``first_record_offsets``; ``close`` stops it."""
+    """A started-on-demand consumer answering ``first_record_offsets``; ``close`` stops it.
+
+    Every offset without a record between two records of a fetch is remembered (up to
+    ``MEMORY`` ranges per partition), so a topic with a marker after every small
+    transaction costs one fetch per fetched batch, not one per marker. Offsets without
+    a record stay so (markers are permanent; compaction only removes records).
+    """
+
+    MEMORY = 1024
 
     def __init__(
         self,
@@ -36,23 +44,41 @@ class RecordProbe:
         self.isolation_level = isolation_level
         self._consumer: AIOKafkaConsumer | None = None
         self._lock: asyncio.Lock | None = None  # made in the caller's loop
+        self._closed = False
+        self._absent: dict[TP, list[tuple[int, int]]] = {}  # [a, b): no record; b: one
+
+    def remembered(self, tp: TP, start: int) -> int | None:
+        """The next record's offset when ``start`` is a remembered offset without one."""
+        for a, b in reversed(self._absent.get(tp, ())):
+            if a <= start < b:
+                return b
+        return None
 
     async def first_record_offsets(self, starts: Mapping[TP, int]) -> dict[TP, int | None]:
         """For each partition, the offset of its first record at or after ``starts[tp]``.
 
         When no record arrives within the timeout the answer is the consumer's position
         if it moved past the start (offsets before it hold no record), else None
-        (nothing written there yet, or the broker did not answer in time).
+        (nothing written there yet, or the broker did not answer in time). An offset
+        below the partition's first one reads from the first one (those offsets were
+        deleted by retention).
         """
-        found: dict[TP, int | None] = dict.fromkeys(starts)
-        if not starts:
+        found: dict[TP, int | None] = {tp: self.remembered(tp, at) for tp, at in starts.items()}
+        ask = {tp: at for tp, at in starts.items() if found[tp] is None}
+        if not ask or self._closed:
             return found
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:  # one question at a time: each reassigns the consumer
-            consumer = await self._started()
-            parts = {tp: TopicPartition(tp.topic, tp.partition) for tp in starts}
-            consumer.assign(list(parts.values()))
+            found.update(await asyncio.wait_for(self._fetch(ask), self.timeout_s + 5.0))
+        return found
+
+    async def _fetch(self, starts: Mapping[TP, int]) -> dict[TP, int | None]:
+        found: dict[TP, int | None] = dict.fromkeys(starts)
+        consumer = await self._started()
+        parts = {tp: TopicPartition(tp.topic, tp.partition) for tp in starts}
+        consumer.assign(list(parts.values()))
+        try:
             for tp, start in starts.items():
                 consumer.seek(parts[tp], start)
             waiting = set(starts)
@@ -63,12 +89,25 @@ class RecordProbe:
                     records = got.get(parts[tp])
                     if records:
                         found[tp] = records[0].offset
+                        self._remember(tp, starts[tp], records)
                         waiting.discard(tp)
             for tp in waiting:
                 position = await consumer.position(parts[tp])
                 if position > starts[tp]:
                     found[tp] = position
+        finally:
+            consumer.assign([])  # stop fetching until the next question
         return found
+
+    def _remember(self, tp: TP, start: int, records: list) -> None:
+        ranges = self._absent.setdefault(tp, [])
+        prev = start
+        for record in records:
+            if record.offset > prev:
+                ranges.append((prev, record.offset))
+            prev = record.offset + 1
+        if len(ranges) > self.MEMORY:
+            del ranges[: len(ranges) - self.MEMORY]
 
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
@@ -77,13 +116,19 @@ class RecordProbe:
                 group_id=None,
                 enable_auto_commit=False,
                 isolation_level=self.isolation_level,
-                max_partition_fetch_bytes=64 * 1024,  # the first record batch is enough
+                auto_offset_reset="earliest",  # below the first offset: read from it
+                max_partition_fetch_bytes=64 * 1024,  # a batch or so is enough
             )
-            await consumer.start()
+            try:
+                await consumer.start()
+            except BaseException:
+                await consumer.stop()
+                raise
             self._consumer = consumer
         return self._consumer
 
     async def close(self) -> None:
+        self._closed = True
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await consumer.stop()

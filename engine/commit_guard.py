@@ -45,7 +45,12 @@ def guard_commit_holes(consumer_cls) -> None:
 
 
 def _covered(gaps, start: int, end: int) -> bool:
-    """Every offset from ``start`` to ``end - 1`` lies in a gap Faust recorded."""
-    if not gaps or end - start > 100_000:
-        return False
-    return all(gaps.overlaps_point(o) for o in range(start, end))
+    """Every offset from ``start`` to ``end - 1`` lies in a gap Faust recorded (intervals
+    followed end to end: a compacted or transactional range may span any number)."""
+    at = start
+    while at < end:
+        here = gaps.at(at) if gaps else ()
+        if not here:
+            return False
+        at = max(iv.end for iv in here)
+    return True

@@ -7,11 +7,14 @@ and checks a partition that hands nothing over with ``waiting``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
-__all__ = ["group_committed", "recovered", "start_offset", "waiting"]
+__all__ = ["group_committed", "start_offset", "waiting"]
 
 log = logging.getLogger("engine.offset_guard")  # the guard's log: one place to read
+
+COMMITTED_TIMEOUT_S = 10.0  # the broker's answer for a group's committed offset
 
 
 async def start_offset(consumer, tp, first_offset: int, committed_of=None) -> int:
@@ -73,7 +76,11 @@ async def group_committed(consumer, tp) -> int | None:
 
     thread = consumer._thread
     client = thread._ensure_consumer()
-    return await thread.call_thread(client.committed, ensure_aiokafka_TP(tp))
+    # aiokafka retries a missing coordinator without end: bounded, so the caller can fall
+    # back (a rebalance waits for the batch the caller holds)
+    return await asyncio.wait_for(
+        thread.call_thread(client.committed, ensure_aiokafka_TP(tp)), COMMITTED_TIMEOUT_S
+    )
 
 
 async def waiting(consumer, tp, committed_of=None) -> tuple[int, int] | None:
@@ -87,10 +94,3 @@ async def waiting(consumer, tp, committed_of=None) -> tuple[int, int] | None:
     end = (await consumer.highwaters(tp)).get(tp)
     start = earliest if committed is None else max(committed, earliest)
     return None if end is None or end <= start else (start, end)
-
-
-def recovered(consumer) -> bool:
-    """Faust's table recovery is complete (it pauses stream partitions while it runs)."""
-    recovery = getattr(getattr(getattr(consumer, "app", None), "tables", None), "recovery", None)
-    completed = getattr(recovery, "completed", None)
-    return completed is not None and completed.is_set()

@@ -34,7 +34,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-from engine.group_position import group_committed, recovered, start_offset, waiting
+from engine.group_position import group_committed, start_offset, waiting
 
 __all__ = ["OffsetGuard"]
 
@@ -147,7 +147,11 @@ class OffsetGuard:
         so no later message would show it)."""
         consumer = self._consumer()
         now = time.monotonic()
-        for tp, (at, since, seeks) in list(self.holes.items()):
+        for tp in list(self.holes):
+            hole = self.holes.get(tp)  # read afresh: admit may close holes during awaits
+            if hole is None:
+                continue
+            at, _, seeks = hole
             if (
                 seeks >= PROBE_AFTER
                 and self._probe is not None
@@ -156,7 +160,10 @@ class OffsetGuard:
                 self._probed[tp] = now
                 if await self._pass_over_if_empty(consumer, tp, at):
                     continue
-            if now - since >= RETRY_S:
+                hole = self.holes.get(tp)
+                if hole is None or hole[0] != at:
+                    continue  # closed while the broker was asked
+            if time.monotonic() - hole[1] >= RETRY_S:
                 await self._seek(consumer, tp, at)
         read = consumer._read_offset
         for tp, expected in list(self._next.items()):
@@ -174,9 +181,12 @@ class OffsetGuard:
                 )
                 self._count_reread()
                 await self._seek(consumer, tp, expected)
+        recovering = getattr(getattr(consumer, "app", None), "in_recovery", False)
         for tp, since in list(self._silent.items()):
             if tp in self._next or tp in self.holes:
                 del self._silent[tp]  # it handed something over, or is being read again
+            elif recovering:
+                self._silent[tp] = now  # Faust pauses stream partitions while it recovers
             elif now - since >= STALL_S:
                 self._silent[tp] = now  # look again after another STALL_S
                 await self._wake_silent(consumer, tp)
@@ -202,6 +212,10 @@ class OffsetGuard:
         if span is None:
             return  # nothing waits
         start, end = span
+        if self._probe is not None:
+            found = await self._record_after(tp, start)
+            if found is None or found >= end:
+                return  # only offsets without a record wait (a transaction's last marker)
         paused = tp in getattr(consumer, "_paused_partitions", ())
         log.warning(
             "input %s[%d]: nothing handed over in %.0f s since the assignment though "
@@ -216,8 +230,6 @@ class OffsetGuard:
             start,
         )
         self._count_reread()
-        if paused and recovered(consumer):
-            consumer.resume_partitions({tp})
         try:  # once per STALL_S, not as a hole: a busy worker may just be late with it
             await consumer.seek_wait({tp: start})
         except Exception as exc:  # e.g. revoked meanwhile
@@ -264,7 +276,7 @@ class OffsetGuard:
         log.log(
             level,
             "input %s[%d]: offsets %d-%d hold no record (a transactional producer's "
-            "markers, or compacted away); passing over them",
+            "markers, compacted away, or deleted by retention); passing over them",
             tp.topic,
             tp.partition,
             at,
@@ -281,6 +293,11 @@ class OffsetGuard:
             self._on_reread()
 
     async def _seek(self, consumer, tp, at: int) -> None:
+        expected = self._next.get(tp)
+        if expected is not None and at < expected:
+            if self.holes.get(tp, (expected,))[0] < expected:
+                del self.holes[tp]  # a hole closed meanwhile: processed since
+            return
         if tp not in consumer.assignment():
             self.holes.pop(tp, None)
             self._next.pop(tp, None)

@@ -21,7 +21,7 @@ from faust.types import TP
 from config import load_settings
 from connectors.feed import read_feed
 from connectors.kafka_admin import ensure_topics
-from connectors.offset_probe import first_record_offsets
+from connectors.offset_probe import RecordProbe, first_record_offsets
 from engine.keys import purchaser_key
 from engine.outbox import key_hash
 from tests.streamtools import collect, isolated_topics, produce, start_worker, stop_worker
@@ -85,6 +85,17 @@ def test_the_broker_stores_a_batch_with_gaps_and_the_probe_finds_the_next_record
     assert found == {tp: 2}
     assert asyncio.run(first_record_offsets(broker.bootstrap, {tp: 2})) == {tp: 2}
     assert asyncio.run(first_record_offsets(broker.bootstrap, {tp: 5}, timeout_s=1.0)) == {tp: None}
+
+    async def remembered():
+        probe = RecordProbe(broker.bootstrap)
+        try:
+            first = await probe.first_record_offsets({tp: 1})
+            # offset 3 was between two records of that fetch: answered without a fetch
+            return first, probe.remembered(tp, 3), probe.remembered(tp, 2)
+        finally:
+            await probe.close()
+
+    assert asyncio.run(remembered()) == ({tp: 2}, 4, None)
 
 
 def test_a_worker_decides_every_order_around_offsets_without_records(broker, tmp_path):

@@ -382,3 +382,48 @@ def test_a_partition_that_handed_something_over_is_not_checked(monkeypatch):
     asyncio.run(guard.admit(_events((A, 25))))
     asyncio.run(guard.retry())
     assert c.seeks == []
+
+
+def test_a_hole_closed_while_the_broker_is_asked_is_not_sought_again(monkeypatch):
+    """The retry asks about A's hole; meanwhile an agent reads B's missing offset: B's
+    hole, closed, must not be re-created from the retry's earlier view of the holes."""
+    monkeypatch.setattr(og, "RETRY_S", 0.0)
+    monkeypatch.setattr(og, "PROBE_AFTER", 1)
+    c = _Consumer({A: 1, B: 1})
+    guard = None
+
+    async def probe(starts):
+        if A in starts and B in guard.holes:
+            await guard.admit(_events((B, 2), (B, 3)))  # another agent, during the await
+        return {tp: at for tp, at in starts.items()}  # a record is there: no pass-over
+
+    guard = OffsetGuard(lambda: c, None, _group_committed, probe)
+
+    async def run():
+        await guard.admit(_events((A, 1), (A, 3), (B, 1), (B, 3)))  # holes at A 2, B 2
+        c.seeks.clear()
+        await guard.retry()
+
+    asyncio.run(run())
+    assert list(guard.holes) == [A] and (B, 2) not in c.seeks
+
+
+def test_the_commit_moves_past_a_gap_of_any_length():
+    c = _Patched({A: 2})
+    c._gap[A].addi(2, 200_002)  # a compacted or transactional range of 200,000 offsets
+    c.ack(A, 200_002)
+    assert c._new_offset(A) == 200_003
+
+
+def test_a_silent_partition_where_only_offsets_without_a_record_wait_is_left_alone(
+    monkeypatch,
+):
+    """The commit sits on a transaction's last marker: the end offset is one past it, but
+    no record waits; the partition must not be read again every STALL_S."""
+    monkeypatch.setattr(og, "STALL_S", 0.0)
+    c = _Consumer({A: 40})
+    c.ends[A] = 41
+    guard = OffsetGuard(lambda: c, None, _group_committed, _probe_answering({A: {40: 41}}))
+    guard.assigned([A])
+    asyncio.run(guard.retry())
+    assert c.seeks == []
