@@ -83,11 +83,15 @@ async def group_committed(consumer, tp) -> int | None:
     )
 
 
-async def waiting(consumer, tp, committed_of=None) -> tuple[int, int] | None:
-    """``(start, end)`` when offsets ``start`` .. ``end - 1`` wait to be read by the group
-    (``start``: its committed offset, or the partition's first offset), else None.
-    Raises when the broker does not answer."""
-    committed = consumer._committed_offset.get(tp)
+async def waiting(consumer, tp, committed_of=None, expected=None) -> tuple[int, int] | None:
+    """``(start, end)`` when offsets ``start`` .. ``end - 1`` wait to be read, else None.
+
+    ``start`` is ``expected`` (the next offset the agent expects) when given, else the
+    group's committed offset, raised to the partition's first offset. Raises when the
+    broker does not answer."""
+    committed = expected
+    if committed is None:
+        committed = consumer._committed_offset.get(tp)
     if committed is None:
         committed = await (committed_of or group_committed)(consumer, tp)
     earliest = (await consumer.earliest_offsets(tp)).get(tp) or 0

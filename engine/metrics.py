@@ -146,6 +146,12 @@ class EngineMetrics:
             "(engine.offset_guard)",
             registry=r,
         )
+        self.input_passed_over = Counter(
+            "som_input_offsets_without_record",
+            "Input offsets passed over because they hold no record: transactional producers' "
+            "commit and abort markers, compacted records (engine.offset_guard)",
+            registry=r,
+        )
         self.partitions = Gauge(
             "som_partitions_assigned",
             "Partitions of the input and rekey topics assigned to this worker",

@@ -63,6 +63,7 @@ class OffsetGuard:
         on_reread: Callable[[], None] | None = None,
         committed_of: Callable[[object, object], Awaitable[int | None]] | None = None,
         probe: Callable[[dict], Awaitable[dict]] | None = None,
+        on_pass_over: Callable[[int], None] | None = None,
     ) -> None:
         self._consumer = consumer
         self._on_reread = on_reread
@@ -70,9 +71,10 @@ class OffsetGuard:
         # {tp: offset} -> {tp: offset of the first record at or after it, or None}
         # (connectors.offset_probe.first_record_offsets); None: holes are never passed over
         self._probe = probe
+        self._on_pass_over = on_pass_over  # called with the number of offsets passed over
         self._probed: dict = {}  # tp -> monotonic time the broker was last asked
         self._passed: set = set()  # partitions with offsets passed over (logged once a warning)
-        self._silent: dict = {}  # tp -> since when: assigned, nothing handed over yet
+        self._watched: dict = {}  # assigned partitions -> when last checked (or assigned)
         self._next: dict = {}
         self.holes: dict = {}  # tp -> [offset, monotonic time of the last seek, seeks]
         self._progress: dict = {}  # tp -> monotonic time an event of it was last admitted
@@ -83,10 +85,10 @@ class OffsetGuard:
         self._progress.clear()
 
     def assigned(self, tps: Iterable) -> None:
-        """Partitions just assigned (after ``reset``): each must hand something over within
-        ``STALL_S``, or show that nothing waits in it (see ``retry``)."""
+        """Partitions just assigned (after ``reset``): each must move on within ``STALL_S``
+        whenever records wait in it (see ``retry``)."""
         now = time.monotonic()
-        self._silent = dict.fromkeys(tps, now)
+        self._watched = dict.fromkeys(tps, now)  # tp -> when last checked or assigned
 
     def commit_cap(self, tp) -> int | None:
         return self._next.get(tp)
@@ -141,10 +143,10 @@ class OffsetGuard:
         return keep
 
     async def retry(self) -> None:
-        """Run on a timer: seek again to each hole still open after ``RETRY_S``, and treat
-        as a hole a partition Faust has read past the expected offset while nothing of it
-        reached the agent for ``STALL_S`` (the messages after a hole may all be gone too,
-        so no later message would show it)."""
+        """Run on a timer: seek again to each hole still open after ``RETRY_S``, and read
+        again an assigned partition that handed nothing over for ``STALL_S`` while records
+        wait in it (the messages after a hole may all be gone too, so no later message
+        would show it)."""
         consumer = self._consumer()
         now = time.monotonic()
         for tp in list(self.holes):
@@ -165,45 +167,29 @@ class OffsetGuard:
                     continue  # closed while the broker was asked
             if time.monotonic() - hole[1] >= RETRY_S:
                 await self._seek(consumer, tp, at)
-        read = consumer._read_offset
-        for tp, expected in list(self._next.items()):
-            if tp in self.holes or now - self._progress.get(tp, now) < STALL_S:
-                continue
-            last_read = read.get(tp)
-            if last_read is not None and last_read >= expected:
-                log.warning(
-                    "input %s[%d]: offset %d read by the consumer but not handed over in "
-                    "%.0f s; reading again from it",
-                    tp.topic,
-                    tp.partition,
-                    expected,
-                    STALL_S,
-                )
-                self._count_reread()
-                await self._seek(consumer, tp, expected)
         recovering = getattr(getattr(consumer, "app", None), "in_recovery", False)
-        for tp, since in list(self._silent.items()):
-            if tp in self._next or tp in self.holes:
-                del self._silent[tp]  # it handed something over, or is being read again
-            elif recovering:
-                self._silent[tp] = now  # Faust pauses stream partitions while it recovers
-            elif now - since >= STALL_S:
-                self._silent[tp] = now  # look again after another STALL_S
-                await self._wake_silent(consumer, tp)
+        for tp, checked in list(self._watched.items()):
+            if recovering:
+                self._watched[tp] = now  # Faust pauses stream partitions while it recovers
+            elif tp not in self.holes and now - max(checked, self._progress.get(tp, 0)) >= STALL_S:
+                self._watched[tp] = now  # look again after another STALL_S
+                await self._wake_stalled(consumer, tp)
 
-    async def _wake_silent(self, consumer, tp) -> None:
-        """A partition assigned ``STALL_S`` ago that handed nothing over: if messages wait
-        in it, read it again from where the group stands (seen once in the kill-and-recover
-        test: a taken-over partition never handed over anything; no later message can
-        show that as a hole). Faust's view of it is logged to find out why."""
+    async def _wake_stalled(self, consumer, tp) -> None:
+        """An assigned partition that moved on for ``STALL_S``: if records wait past the
+        offset the agent expects (the group's offset before anything was handed over),
+        read it again from there. Seen in the kill-and-recover test: a taken-over partition
+        of which Faust handed over nothing, or nothing after its first messages; no later
+        message shows that as a hole. Faust's view of it is logged to find out why."""
         if tp not in consumer.assignment():
-            self._silent.pop(tp, None)
+            self._watched.pop(tp, None)
             return
+        expected = self._next.get(tp)
         try:
-            span = await waiting(consumer, tp, self._group_committed)
+            span = await waiting(consumer, tp, self._group_committed, expected)
         except Exception as exc:  # the broker did not answer: look again later
             log.warning(
-                "input %s[%d]: could not check for waiting messages: %r",
+                "input %s[%d]: could not check for waiting records: %r",
                 tp.topic,
                 tp.partition,
                 exc,
@@ -216,17 +202,16 @@ class OffsetGuard:
             found = await self._record_after(tp, start)
             if found is None or found >= end:
                 return  # only offsets without a record wait (a transaction's last marker)
-        paused = tp in getattr(consumer, "_paused_partitions", ())
         log.warning(
-            "input %s[%d]: nothing handed over in %.0f s since the assignment though "
-            "offsets %d-%d wait (Faust: read offset %s, paused %s); reading again from %d",
+            "input %s[%d]: nothing handed over in %.0f s though offsets %d-%d wait (Faust: "
+            "read offset %s, paused %s); reading again from %d",
             tp.topic,
             tp.partition,
             STALL_S,
             start,
             end - 1,
             consumer._read_offset.get(tp),
-            paused,
+            tp in getattr(consumer, "_paused_partitions", ()),
             start,
         )
         self._count_reread()
@@ -287,6 +272,8 @@ class OffsetGuard:
         gaps.merge_overlaps()
         self._next[tp] = found
         self._progress[tp] = time.monotonic()
+        if self._on_pass_over is not None:
+            self._on_pass_over(found - at)
 
     def _count_reread(self) -> None:
         if self._on_reread is not None:

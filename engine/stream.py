@@ -156,6 +156,7 @@ def create_app(
         lambda: app.consumer,
         metrics.input_rereads.inc if metrics_on else None,
         probe=record_probe.first_record_offsets,
+        on_pass_over=metrics.input_passed_over.inc if metrics_on else None,
     )
     app.som_offset_guard = guard  # read by the patched commit (guard_commit_holes)
     # the Verifier may come with its own certificate watch; otherwise this driver keeps one

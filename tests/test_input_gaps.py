@@ -24,7 +24,15 @@ from connectors.kafka_admin import ensure_topics
 from connectors.offset_probe import RecordProbe, first_record_offsets
 from engine.keys import purchaser_key
 from engine.outbox import key_hash
-from tests.streamtools import collect, isolated_topics, produce, start_worker, stop_worker
+from tests.streamtools import (
+    collect,
+    isolated_topics,
+    metric_value,
+    produce,
+    scrape,
+    start_worker,
+    stop_worker,
+)
 from tests.support import build_feed
 
 pytestmark = pytest.mark.broker
@@ -113,7 +121,7 @@ def test_a_worker_decides_every_order_around_offsets_without_records(broker, tmp
     rows = by_partition[gapped]
     half = len(rows) // 2
     assert half >= 2  # at least one gap
-    proc, _ = start_worker(tf.config, broker.url, app_id, tmp_path / "worker.log")
+    proc, port = start_worker(tf.config, broker.url, app_id, tmp_path / "worker.log")
     try:
         # first half of the gapped partition with a gap after every record, then the rest
         asyncio.run(produce_with_gaps(broker.bootstrap, topics[0], gapped, rows[:half]))
@@ -131,6 +139,7 @@ def test_a_worker_decides_every_order_around_offsets_without_records(broker, tmp
         )
         end = 2 * half - 1 + (len(rows) - half)  # the gapped partition's end offset
         committed = asyncio.run(_committed_after(broker.bootstrap, app_id, topics[0], gapped, end))
+        passed_over = metric_value(scrape(port), "som_input_offsets_without_record_total")
     finally:
         stop_worker(proc)
     log = (tmp_path / "worker.log").read_text(errors="replace")
@@ -138,6 +147,7 @@ def test_a_worker_decides_every_order_around_offsets_without_records(broker, tmp
     assert len(decided) == len(messages) and not got[topics[2]], log[-3000:]
     assert "hold no record" in log
     assert committed == end, log[-3000:]  # the commit moved past every gap
+    assert passed_over == half - 1  # one offset without a record between each two
 
 
 async def _committed_after(
