@@ -83,18 +83,25 @@ async def group_committed(consumer, tp) -> int | None:
     )
 
 
-async def waiting(consumer, tp, committed_of=None, expected=None) -> tuple[int, int] | None:
-    """``(start, end)`` when offsets ``start`` .. ``end - 1`` wait to be read, else None.
-
-    ``start`` is ``expected`` (the next offset the agent expects) when given, else the
-    group's committed offset, raised to the partition's first offset. Raises when the
+async def waiting(consumer, tps: dict, committed_of=None) -> dict:
+    """``{tp: (start, end)}`` for the partitions of ``tps`` where offsets ``start`` ..
+    ``end - 1`` wait to be read; ``tps`` maps each to the next offset the agent expects,
+    or None (then the group's committed offset); ``start`` is raised to the partition's
+    first offset. One broker request for all first and end offsets; raises when the
     broker does not answer."""
-    committed = expected
-    if committed is None:
-        committed = consumer._committed_offset.get(tp)
-    if committed is None:
-        committed = await (committed_of or group_committed)(consumer, tp)
-    earliest = (await consumer.earliest_offsets(tp)).get(tp) or 0
-    end = (await consumer.highwaters(tp)).get(tp)
-    start = earliest if committed is None else max(committed, earliest)
-    return None if end is None or end <= start else (start, end)
+    starts = {}
+    for tp, expected in tps.items():
+        committed = expected if expected is not None else consumer._committed_offset.get(tp)
+        if committed is None:
+            committed = await (committed_of or group_committed)(consumer, tp)
+        starts[tp] = committed
+    firsts = await consumer.earliest_offsets(*tps)
+    ends = await consumer.highwaters(*tps)
+    spans = {}
+    for tp, committed in starts.items():
+        first = firsts.get(tp) or 0
+        start = first if committed is None else max(committed, first)
+        end = ends.get(tp)
+        if end is not None and end > start:
+            spans[tp] = (start, end)
+    return spans

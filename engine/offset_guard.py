@@ -75,12 +75,14 @@ class OffsetGuard:
         self._probed: dict = {}  # tp -> monotonic time the broker was last asked
         self._passed: set = set()  # partitions with offsets passed over (logged once a warning)
         self._watched: dict = {}  # assigned partitions -> when last checked (or assigned)
+        self._uncommitted: set = set()  # partitions the broker knows no commit of (this assignment)
         self._next: dict = {}
         self.holes: dict = {}  # tp -> [offset, monotonic time of the last seek, seeks]
         self._progress: dict = {}  # tp -> monotonic time an event of it was last admitted
 
     def reset(self) -> None:
         self._next.clear()
+        self._uncommitted.clear()
         self.holes.clear()
         self._progress.clear()
 
@@ -168,57 +170,70 @@ class OffsetGuard:
             if time.monotonic() - hole[1] >= RETRY_S:
                 await self._seek(consumer, tp, at)
         recovering = getattr(getattr(consumer, "app", None), "in_recovery", False)
+        due: dict = {}  # tp -> the next offset the agent expects (None: nothing handed over)
         for tp, checked in list(self._watched.items()):
             if recovering:
                 self._watched[tp] = now  # Faust pauses stream partitions while it recovers
             elif tp not in self.holes and now - max(checked, self._progress.get(tp, 0)) >= STALL_S:
                 self._watched[tp] = now  # look again after another STALL_S
-                await self._wake_stalled(consumer, tp)
+                due[tp] = self._next.get(tp)
+        if due:
+            await self._wake_stalled(consumer, due)
 
-    async def _wake_stalled(self, consumer, tp) -> None:
-        """An assigned partition that moved on for ``STALL_S``: if records wait past the
-        offset the agent expects (the group's offset before anything was handed over),
-        read it again from there. Seen in the kill-and-recover test: a taken-over partition
-        of which Faust handed over nothing, or nothing after its first messages; no later
-        message shows that as a hole. Faust's view of it is logged to find out why."""
-        if tp not in consumer.assignment():
+    async def _wake_stalled(self, consumer, due: dict) -> None:
+        """Assigned partitions that handed nothing over for ``STALL_S``: where records wait
+        past the offset the agent expects (the group's offset before anything was handed
+        over), read them again from there. Seen in the kill-and-recover test: a taken-over
+        partition of which Faust handed over nothing, or nothing after a stale first
+        message; no later message shows that as a hole. The broker is asked once for all
+        of them; Faust's view of each is logged to find out why."""
+        assigned = consumer.assignment()
+        for tp in [tp for tp in due if tp not in assigned]:
+            del due[tp]
             self._watched.pop(tp, None)
+        if not due:
             return
-        expected = self._next.get(tp)
         try:
-            span = await waiting(consumer, tp, self._group_committed, expected)
+            spans = await waiting(consumer, due, self._committed_once)
         except Exception as exc:  # the broker did not answer: look again later
             log.warning(
-                "input %s[%d]: could not check for waiting records: %r",
-                tp.topic,
-                tp.partition,
-                exc,
+                "input: could not check %d partitions for waiting records: %r", len(due), exc
             )
             return
-        if span is None:
-            return  # nothing waits
-        start, end = span
-        if self._probe is not None:
-            found = await self._record_after(tp, start)
-            if found is None or found >= end:
-                return  # only offsets without a record wait (a transaction's last marker)
-        log.warning(
-            "input %s[%d]: nothing handed over in %.0f s though offsets %d-%d wait (Faust: "
-            "read offset %s, paused %s); reading again from %d",
-            tp.topic,
-            tp.partition,
-            STALL_S,
-            start,
-            end - 1,
-            consumer._read_offset.get(tp),
-            tp in getattr(consumer, "_paused_partitions", ()),
-            start,
-        )
-        self._count_reread()
-        try:  # once per STALL_S, not as a hole: a busy worker may just be late with it
-            await consumer.seek_wait({tp: start})
-        except Exception as exc:  # e.g. revoked meanwhile
-            log.warning("input %s[%d]: seek to %d failed: %r", tp.topic, tp.partition, start, exc)
+        for tp, (start, end) in spans.items():
+            if self._probe is not None:
+                found = await self._record_after(tp, start)
+                if found is None or found >= end:
+                    continue  # only offsets without a record wait (a transaction's marker)
+            log.warning(
+                "input %s[%d]: nothing handed over in %.0f s though offsets %d-%d wait "
+                "(Faust: read offset %s, paused %s); reading again from %d",
+                tp.topic,
+                tp.partition,
+                STALL_S,
+                start,
+                end - 1,
+                consumer._read_offset.get(tp),
+                tp in getattr(consumer, "_paused_partitions", ()),
+                start,
+            )
+            self._count_reread()
+            try:  # once per STALL_S, not as a hole: a busy worker may just be late with it
+                await consumer.seek_wait({tp: start})
+            except Exception as exc:  # e.g. revoked meanwhile
+                log.warning(
+                    "input %s[%d]: seek to %d failed: %r", tp.topic, tp.partition, start, exc
+                )
+
+    async def _committed_once(self, consumer, tp) -> int | None:
+        """The group's committed offset from the broker, remembered when there is none: only
+        this worker commits its partitions, and its commits show in Faust's map."""
+        if tp in self._uncommitted:
+            return None
+        committed = await self._group_committed(consumer, tp)
+        if committed is None:
+            self._uncommitted.add(tp)
+        return committed
 
     async def _pass_over_if_empty(self, consumer, tp, at: int) -> bool:
         """The retry's fallback for a hole still open after ``PROBE_AFTER`` seeks (the

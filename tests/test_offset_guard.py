@@ -429,3 +429,32 @@ def test_a_silent_partition_where_only_offsets_without_a_record_wait_is_left_alo
     guard.assigned([A])
     asyncio.run(guard.retry())
     assert c.seeks == []
+
+
+def test_stalled_partitions_are_checked_in_one_request_and_a_missing_commit_asked_once(
+    monkeypatch,
+):
+    """Idle partitions (reviews, rekey) are looked at every STALL_S: one request for all of
+    them, and the broker is asked once per assignment for a commit it does not have."""
+    monkeypatch.setattr(og, "STALL_S", 0.0)
+    c = _Consumer({})
+    c.ends.update({A: 5, B: 0})  # A: offsets 0-4 wait and nothing was handed over
+    asked: list = []
+    requests: list = []
+
+    async def committed(consumer, tp):
+        asked.append(tp)
+        return None
+
+    async def highwaters(*tps):
+        requests.append(tps)
+        return {tp: c.ends.get(tp, 0) for tp in tps}
+
+    c.highwaters = highwaters
+    guard = OffsetGuard(lambda: c, None, committed)
+    guard.assigned([A, B])
+    asyncio.run(guard.retry())
+    asyncio.run(guard.retry())
+    assert c.seeks == [(A, 0), (A, 0)]
+    assert sorted(asked, key=lambda tp: tp.partition) == [A, B]
+    assert [len(r) for r in requests] == [2, 2]
