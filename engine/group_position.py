@@ -89,12 +89,23 @@ async def waiting(consumer, tps: dict, committed_of=None) -> dict:
     or None (then the group's committed offset); ``start`` is raised to the partition's
     first offset. One broker request for all first and end offsets; raises when the
     broker does not answer."""
-    starts = {}
-    for tp, expected in tps.items():
-        committed = expected if expected is not None else consumer._committed_offset.get(tp)
-        if committed is None:
-            committed = await (committed_of or group_committed)(consumer, tp)
-        starts[tp] = committed
+    starts = {
+        tp: e if e is not None else consumer._committed_offset.get(tp) for tp, e in tps.items()
+    }
+    ask = [tp for tp, committed in starts.items() if committed is None]
+    if ask:  # concurrently; a partition whose answer failed is left out this time
+        answers = await asyncio.gather(
+            *((committed_of or group_committed)(consumer, tp) for tp in ask),
+            return_exceptions=True,
+        )
+        for tp, answer in zip(ask, answers, strict=True):
+            if isinstance(answer, BaseException):
+                del starts[tp]
+            else:
+                starts[tp] = answer
+    if not starts:
+        return {}
+    tps = starts
     firsts = await consumer.earliest_offsets(*tps)
     ends = await consumer.highwaters(*tps)
     spans = {}

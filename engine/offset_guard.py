@@ -40,6 +40,7 @@ __all__ = ["OffsetGuard"]
 
 log = logging.getLogger(__name__)
 
+_UNSEEN = object()  # no stall check yet since the assignment
 RETRY_S = 1.0  # seek again when a hole stays open this long
 STALL_S = 10.0  # a partition read past the expected offset, nothing handed over this long
 PROBE_AFTER = 3  # seeks to one hole before the broker is asked whether it holds a record
@@ -76,13 +77,17 @@ class OffsetGuard:
         self._passed: set = set()  # partitions with offsets passed over (logged once a warning)
         self._watched: dict = {}  # assigned partitions -> when last checked (or assigned)
         self._uncommitted: set = set()  # partitions the broker knows no commit of (this assignment)
+        self._read_seen: dict = {}  # tp -> Faust's read offset at its last stall check
+        self._generation = 0  # counts resets: answers that straddle one are dropped
         self._next: dict = {}
         self.holes: dict = {}  # tp -> [offset, monotonic time of the last seek, seeks]
         self._progress: dict = {}  # tp -> monotonic time an event of it was last admitted
 
     def reset(self) -> None:
+        self._generation += 1
         self._next.clear()
         self._uncommitted.clear()
+        self._read_seen.clear()
         self.holes.clear()
         self._progress.clear()
 
@@ -91,6 +96,12 @@ class OffsetGuard:
         whenever records wait in it (see ``retry``)."""
         now = time.monotonic()
         self._watched = dict.fromkeys(tps, now)  # tp -> when last checked or assigned
+
+    def revoked(self) -> None:
+        """A rebalance starts: no seeks and no stall checks until the next assignment
+        (the commit cap stays)."""
+        self.holes.clear()
+        self._watched.clear()
 
     def commit_cap(self, tp) -> int | None:
         return self._next.get(tp)
@@ -171,22 +182,27 @@ class OffsetGuard:
                 await self._seek(consumer, tp, at)
         recovering = getattr(getattr(consumer, "app", None), "in_recovery", False)
         due: dict = {}  # tp -> the next offset the agent expects (None: nothing handed over)
+        read = consumer._read_offset
         for tp, checked in list(self._watched.items()):
             if recovering:
                 self._watched[tp] = now  # Faust pauses stream partitions while it recovers
             elif tp not in self.holes and now - max(checked, self._progress.get(tp, 0)) >= STALL_S:
                 self._watched[tp] = now  # look again after another STALL_S
-                due[tp] = self._next.get(tp)
+                last, self._read_seen[tp] = self._read_seen.get(tp, _UNSEEN), read.get(tp)
+                if last == read.get(tp):  # Faust's reading stood still too: not just busy
+                    due[tp] = self._next.get(tp)
         if due:
-            await self._wake_stalled(consumer, due)
+            await self._wake_stalled(consumer, due, now)
 
-    async def _wake_stalled(self, consumer, due: dict) -> None:
+    async def _wake_stalled(self, consumer, due: dict, asked_at: float) -> None:
         """Assigned partitions that handed nothing over for ``STALL_S``: where records wait
         past the offset the agent expects (the group's offset before anything was handed
         over), read them again from there. Seen in the kill-and-recover test: a taken-over
         partition of which Faust handed over nothing, or nothing after a stale first
         message; no later message shows that as a hole. The broker is asked once for all
-        of them; Faust's view of each is logged to find out why."""
+        of them; Faust's view of each is logged to find out why. A partition that moved on,
+        or a rebalance, while the broker was asked is left alone."""
+        generation = self._generation
         assigned = consumer.assignment()
         for tp in [tp for tp in due if tp not in assigned]:
             del due[tp]
@@ -200,11 +216,22 @@ class OffsetGuard:
                 "input: could not check %d partitions for waiting records: %r", len(due), exc
             )
             return
+        if self._probe is not None and spans:
+            try:
+                found = await self._probe({tp: start for tp, (start, _) in spans.items()})
+            except Exception as exc:  # the broker did not answer: look again later
+                log.warning("input: could not ask where waiting records are: %r", exc)
+                return
+            # only offsets without a record wait (a transaction's last marker): nothing to do
+            spans = {tp: span for tp, span in spans.items() if (found.get(tp) or span[1]) < span[1]}
         for tp, (start, end) in spans.items():
-            if self._probe is not None:
-                found = await self._record_after(tp, start)
-                if found is None or found >= end:
-                    continue  # only offsets without a record wait (a transaction's marker)
+            if (
+                generation != self._generation
+                or tp not in consumer.assignment()
+                or self._next.get(tp) != due[tp]
+                or self._progress.get(tp, 0) > asked_at
+            ):
+                continue  # moved on, or a rebalance, while the broker was asked
             log.warning(
                 "input %s[%d]: nothing handed over in %.0f s though offsets %d-%d wait "
                 "(Faust: read offset %s, paused %s); reading again from %d",
@@ -230,8 +257,9 @@ class OffsetGuard:
         this worker commits its partitions, and its commits show in Faust's map."""
         if tp in self._uncommitted:
             return None
+        generation = self._generation
         committed = await self._group_committed(consumer, tp)
-        if committed is None:
+        if committed is None and generation == self._generation:
             self._uncommitted.add(tp)
         return committed
 

@@ -359,7 +359,7 @@ def create_app(
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender, revoked, **kwargs) -> None:
-        guard.holes.clear()  # no seeks on partitions that may be gone; the cap stays
+        guard.revoked()  # no seeks on partitions that may be gone; the cap stays
 
     async def observe_outside() -> None:
         """Broker reachability and consumer lag need network calls: off the scrape path."""

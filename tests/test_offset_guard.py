@@ -265,7 +265,9 @@ def test_a_partition_read_past_the_expected_offset_with_nothing_handed_over_is_r
         await guard.retry()
         assert c.seeks == []  # not stalled long enough yet
         monkeypatch.setattr(og, "STALL_S", 0.0)
-        await guard.retry()
+        await guard.retry()  # the first check notes where Faust's reading stands
+        assert c.seeks == []
+        await guard.retry()  # it stood still since: read again
 
     asyncio.run(run())
     assert c.seeks == [(A, 4)]
@@ -365,12 +367,14 @@ def test_an_assigned_partition_that_hands_nothing_over_while_messages_wait_is_re
         assert c.seeks == []  # not silent long enough yet
         monkeypatch.setattr(og, "STALL_S", 0.0)
         await guard.retry()
+        await guard.retry()
 
     asyncio.run(run())
     assert c.seeks == [(A, 25)] and len(rereads) == 1 and guard.holes == {}
     got = asyncio.run(guard.admit(_events((A, 25), (A, 26))))  # the re-read arrives
     assert _offsets(got) == [(0, 25), (0, 26)]
     monkeypatch.setattr(og, "STALL_S", 10.0)
+    guard._watched[A] -= 20.0  # last checked long ago: only the progress keeps it quiet
     asyncio.run(guard.retry())
     assert c.seeks == [(A, 25)]  # it moves on: not read again
 
@@ -453,8 +457,41 @@ def test_stalled_partitions_are_checked_in_one_request_and_a_missing_commit_aske
     c.highwaters = highwaters
     guard = OffsetGuard(lambda: c, None, committed)
     guard.assigned([A, B])
-    asyncio.run(guard.retry())
-    asyncio.run(guard.retry())
+    for _ in range(3):  # the first check notes where Faust's reading stands
+        asyncio.run(guard.retry())
     assert c.seeks == [(A, 0), (A, 0)]
     assert sorted(asked, key=lambda tp: tp.partition) == [A, B]
     assert [len(r) for r in requests] == [2, 2]
+
+
+def test_a_partition_faust_keeps_reading_is_busy_not_stalled(monkeypatch):
+    """A large backlog: nothing of A was admitted for STALL_S, but Faust's read offset
+    moves: the worker is late with it, and a seek would only throw away what was read."""
+    monkeypatch.setattr(og, "STALL_S", 0.0)
+    c = _Consumer({A: 0})
+    c.ends[A] = 10_000
+    guard = _guard(c)
+    guard.assigned([A])
+    for read in (100, 600, 1100):
+        c._read_offset[A] = read
+        asyncio.run(guard.retry())
+    assert c.seeks == []
+
+
+def test_a_partition_that_moves_on_while_the_broker_is_asked_is_not_sought(monkeypatch):
+    """Progress during the broker's answer: the check's start is stale, a seek would go
+    back over processed offsets."""
+    monkeypatch.setattr(og, "STALL_S", 0.0)
+    c = _Consumer({A: 25})
+    c.ends[A] = 640
+    guard = _guard(c)
+
+    async def highwaters(*tps):
+        await guard.admit(_events((A, 25), (A, 26), (A, 27)))  # the agent, meanwhile
+        return {tp: c.ends.get(tp, 0) for tp in tps}
+
+    c.highwaters = highwaters
+    guard.assigned([A])
+    asyncio.run(guard.retry())
+    asyncio.run(guard.retry())
+    assert c.seeks == []
