@@ -22,10 +22,12 @@ Two guards, neither depending on why the message went missing:
   and move Faust's read position past the hole again, so ``retry`` (on a timer) seeks
   again, at most once a ``RETRY_S``, while a hole stays open. An offset that holds no
   record (a transactional producer's commit or abort marker, a record compacted away)
-  would stay a hole: after ``PROBE_AFTER`` seeks the broker is asked, by a fetch of its
-  own (``connectors.offset_probe``), where the partition's next record is; if it is
-  further on, the offsets before it are passed over and recorded as a gap, as Faust
-  records gaps it sees, so the commit moves past them.
+  would stay a hole: when a hole first shows (and again after ``PROBE_AFTER`` seeks) the
+  broker is asked, by a fetch of its own (``connectors.offset_probe``), where the
+  partition's next record is; if it is further on, the offsets before it are passed over
+  and recorded as a gap, as Faust records gaps it sees, so the commit moves past them.
+- ``retry`` also reads again an assigned partition that handed nothing over for
+  ``STALL_S`` while records wait in it and Faust's reading of it stood still.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 
 _UNSEEN = object()  # no stall check yet since the assignment
 RETRY_S = 1.0  # seek again when a hole stays open this long
-STALL_S = 10.0  # a partition read past the expected offset, nothing handed over this long
+STALL_S = 10.0  # nothing handed over this long while records wait: a stalled partition
 PROBE_AFTER = 3  # seeks to one hole before the broker is asked whether it holds a record
 PROBE_S = 5.0  # at most one such question per hole this often
 
@@ -50,8 +52,9 @@ PROBE_S = 5.0  # at most one such question per hole this often
 class OffsetGuard:
     """Next expected offset per partition; ``admit`` returns the events to process.
 
-    ``consumer`` returns Faust's consumer (``app.consumer``). ``reset`` is called on every
-    assignment and revocation: expectations start again from the committed offsets.
+    ``consumer`` returns Faust's consumer (``app.consumer``). ``reset`` and ``assigned``
+    are called on every assignment (expectations start again from the committed offsets),
+    ``revoked`` when a rebalance starts.
     ``commit_cap`` is what ``guard_commit_holes`` asks before a commit: no commit goes past
     the next offset the agent expects, whatever Faust counted as acknowledged (a seek back
     makes Faust record the offsets between it and the next already-fetched message as a
@@ -245,12 +248,7 @@ class OffsetGuard:
                 start,
             )
             self._count_reread()
-            try:  # once per STALL_S, not as a hole: a busy worker may just be late with it
-                await consumer.seek_wait({tp: start})
-            except Exception as exc:  # e.g. revoked meanwhile
-                log.warning(
-                    "input %s[%d]: seek to %d failed: %r", tp.topic, tp.partition, start, exc
-                )
+            await _seek_to(consumer, tp, start)  # once per STALL_S, not as a hole
 
     async def _committed_once(self, consumer, tp) -> int | None:
         """The group's committed offset from the broker, remembered when there is none: only
@@ -272,10 +270,7 @@ class OffsetGuard:
             return False  # a record is there (or the hole closed meanwhile): read again
         self._pass_over(consumer, tp, at, found)
         del self.holes[tp]
-        try:
-            await consumer.seek_wait({tp: found})
-        except Exception as exc:  # e.g. revoked meanwhile; the stall check seeks again
-            log.warning("input %s[%d]: seek to %d failed: %r", tp.topic, tp.partition, found, exc)
+        await _seek_to(consumer, tp, found)
         return True
 
     async def _record_after(self, tp, at: int) -> int | None:
@@ -349,10 +344,16 @@ class OffsetGuard:
         else:
             seeks = 1
         self.holes[tp] = [at, now, seeks]
-        try:
-            await consumer.seek_wait({tp: at})  # in the consumer's thread, unlike ``seek``
-        except Exception as exc:  # e.g. revoked meanwhile; the timer tries again
-            log.warning("input %s[%d]: seek to %d failed: %r", tp.topic, tp.partition, at, exc)
+        await _seek_to(consumer, tp, at)
+
+
+async def _seek_to(consumer, tp, at: int) -> None:
+    """Seek in the consumer's thread (unlike Faust's ``seek``); a failure (e.g. revoked
+    meanwhile) is logged, and the timer's checks seek again if still needed."""
+    try:
+        await consumer.seek_wait({tp: at})
+    except Exception as exc:
+        log.warning("input %s[%d]: seek to %d failed: %r", tp.topic, tp.partition, at, exc)
 
 
 def _leave_unacknowledged(consumer, msg) -> None:
