@@ -128,6 +128,8 @@ def evaluate(runs: list[dict]) -> dict:
     c = {w: defaultdict(lambda: defaultdict(int)) for w in ("engine", "baseline")}
     events: dict = {w: {} for w in ("engine", "baseline")}
     codes = defaultdict(int)
+    formula: list[tuple[float, bool]] = []  # (formula score, normal?) per evaluated order
+    event_formula: dict = {}  # event -> highest formula score of its orders
     for i, run in enumerate(runs):
         lim = run["until"].isoformat().replace("+00:00", "Z")
         flagged = {row["purchaser_dea"]: row["anomaly"] for row in run["truth"] if row["anomaly"]}
@@ -135,8 +137,12 @@ def evaluate(runs: list[dict]) -> dict:
             if not isinstance(out, Decision) or row["signed_at"] < lim:
                 continue
             kind = row["anomaly"] or "normal"
-            held = {"engine": out.decision == "HOLD",
-                    "baseline": out.scores.get("formula_baseline", 0.0) >= 1.0}
+            f_score = out.scores.get("formula_baseline", 0.0)
+            held = {"engine": out.decision == "HOLD", "baseline": f_score >= 1.0}
+            formula.append((f_score, kind == "normal"))
+            if row["anomaly"]:
+                key = (i, row["purchaser_dea"], kind)
+                event_formula[key] = max(event_formula.get(key, 0.0), f_score)
             if held["engine"] and out.reasons:
                 codes[(kind != "normal", out.reasons[0].code)] += 1
             for who, h in held.items():
@@ -152,7 +158,44 @@ def evaluate(runs: list[dict]) -> dict:
                 if row["anomaly"]:
                     key = (i, row["purchaser_dea"], kind)
                     events[who][key] = events[who].get(key, False) or h
-    return {"counts": c, "events": events, "codes": dict(codes)}
+    return {"counts": c, "events": events, "codes": dict(codes), "formula": formula,
+            "event_formula": event_formula}
+
+
+def formula_tradeoff(ev: dict, recall: float, false_holds: int) -> dict:
+    """The formula with its multipliers scaled, at the engine's recall and at its false holds.
+
+    The formula's score is the order over 3x (8x) the average month, so holding at a
+    score >= s is the formula with multipliers 3s and 8s. Two questions a compliance
+    officer asks of the old rule: how many good orders would it hold to catch as many
+    events as the engine (``at_engine_recall``), and how many events would it catch
+    holding no more good orders than the engine (``recall_at_engine_false_holds``)?
+    The formula has no baseline for a registrant with under 28 days of history (score
+    0), so some recall is out of its reach at any multiplier (``max_recall``).
+    """
+    events = sorted(ev["event_formula"].values(), reverse=True)
+    normal = sorted((s for s, is_normal in ev["formula"] if is_normal), reverse=True)
+    reachable = [s for s in events if s > 0.0]
+
+    def at(target: float) -> dict | None:
+        need = min(len(events), max(1, -int(-target * len(events) // 1)))  # ceil
+        if need > len(reachable):
+            return None  # not reachable by scaling the multipliers
+        s = reachable[need - 1]
+        held = sum(1 for x, _ in ev["formula"] if x >= s)
+        caught = sum(1 for x in events if x >= s)
+        return {"recall": round(caught / len(events), 4), "multiplier_scale": round(s, 4),
+                "false_holds": sum(1 for x in normal if x >= s),
+                "hold_rate": round(held / max(len(ev["formula"]), 1), 5)}
+
+    out: dict = {"max_recall": round(len(reachable) / max(len(events), 1), 4),
+                 "at_engine_recall": at(recall), "at_recall_0.5": at(0.5),
+                 "at_recall_0.8": at(0.8)}
+    # hold only scores above the (budget + 1)-th highest normal one: <= budget false holds
+    floor = normal[false_holds] if false_holds < len(normal) else 0.0
+    out["recall_at_engine_false_holds"] = round(
+        sum(1 for s in events if s > floor) / max(len(events), 1), 4)
+    return out
 
 
 def summarise(ev: dict, who: str) -> dict:
@@ -260,6 +303,24 @@ def main(argv: list[str] | None = None) -> None:
         runs.append(run)
     ev = evaluate(runs)
     result = report(summarise(ev, "engine"), summarise(ev, "baseline"), ev["codes"])
+    trade = formula_tradeoff(ev, result["recall"], result["false_holds"])
+    at = trade["at_engine_recall"]
+    print("\nthe formula with scaled multipliers:")
+    if at is None:
+        print(f"  at the engine's recall ({result['recall']}): out of reach (the formula "
+              f"catches at most {trade['max_recall']} of events at any multiplier)")
+    else:
+        print(f"  at the engine's recall ({result['recall']}): multipliers "
+              f"x{at['multiplier_scale']}, {at['false_holds']} false holds, "
+              f"{at['hold_rate']:.2%} of orders held")
+    for target in ("0.5", "0.8"):
+        row = trade[f"at_recall_{target}"]
+        if row is not None:
+            print(f"  at recall {target}: multipliers x{row['multiplier_scale']}, "
+                  f"{row['false_holds']} false holds, {row['hold_rate']:.2%} of orders held")
+    print(f"  with at most the engine's {result['false_holds']} false holds: recall "
+          f"{trade['recall_at_engine_false_holds']}")
+    result["baseline_scaled"] = trade
     if args.throughput:
         from benchmarks.replay_throughput import measure
 

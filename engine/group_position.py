@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-__all__ = ["group_committed", "start_offset", "waiting"]
+__all__ = ["group_committed", "start_offset", "waiting", "seek_to", "leave_unacknowledged"]
 
 log = logging.getLogger("engine.offset_guard")  # the guard's log: one place to read
 
@@ -116,3 +116,20 @@ async def waiting(consumer, tps: dict, committed_of=None) -> dict:
         if end is not None and end > start:
             spans[tp] = (start, end)
     return spans
+
+
+async def seek_to(consumer, tp, at: int) -> None:
+    """Seek in the consumer's thread (unlike Faust's ``seek``); a failure (e.g. revoked
+    meanwhile) is logged, and the timer's checks seek again if still needed."""
+    try:
+        await consumer.seek_wait({tp: at})
+    except Exception as exc:
+        log.warning("input %s[%d]: seek to %d failed: %r", tp.topic, tp.partition, at, exc)
+
+
+def leave_unacknowledged(consumer, msg) -> None:
+    """Faust acknowledges every event of a batch after the agent; a skipped message must
+    not count as processed: mark it acknowledged already (Faust's ack then does nothing)
+    and stop tracking it (or a rebalance would wait for its acknowledgement)."""
+    msg.acked = True
+    consumer._unacked_messages.discard(msg)

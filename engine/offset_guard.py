@@ -36,20 +36,25 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-from engine.group_position import group_committed, start_offset, waiting
+from engine.group_position import (
+    group_committed,
+    leave_unacknowledged,
+    seek_to,
+    start_offset,
+)
+from engine.record_gaps import OffsetsWithoutRecord
+from engine.stall_check import STALL_S, StalledPartitions
 
-__all__ = ["OffsetGuard"]
+__all__ = ["OffsetGuard", "RETRY_S", "STALL_S"]
 
 log = logging.getLogger(__name__)
 
-_UNSEEN = object()  # no stall check yet since the assignment
 RETRY_S = 1.0  # seek again when a hole stays open this long
-STALL_S = 10.0  # nothing handed over this long while records wait: a stalled partition
 PROBE_AFTER = 3  # seeks to one hole before the broker is asked whether it holds a record
 PROBE_S = 5.0  # at most one such question per hole this often
 
 
-class OffsetGuard:
+class OffsetGuard(OffsetsWithoutRecord, StalledPartitions):
     """Next expected offset per partition; ``admit`` returns the events to process.
 
     ``consumer`` returns Faust's consumer (``app.consumer``). ``reset`` and ``assigned``
@@ -135,7 +140,7 @@ class OffsetGuard:
             if offset > expected:
                 holes.setdefault(tp, expected)
                 skipped[tp] = max(offset, skipped.get(tp, offset))
-                _leave_unacknowledged(consumer, msg)
+                leave_unacknowledged(consumer, msg)
                 continue
             holes.pop(tp, None)
             keep.append(event)
@@ -183,135 +188,7 @@ class OffsetGuard:
                     continue  # closed while the broker was asked
             if time.monotonic() - hole[1] >= RETRY_S:
                 await self._seek(consumer, tp, at)
-        recovering = getattr(getattr(consumer, "app", None), "in_recovery", False)
-        due: dict = {}  # tp -> the next offset the agent expects (None: nothing handed over)
-        read = consumer._read_offset
-        for tp, checked in list(self._watched.items()):
-            if recovering:
-                self._watched[tp] = now  # Faust pauses stream partitions while it recovers
-            elif tp not in self.holes and now - max(checked, self._progress.get(tp, 0)) >= STALL_S:
-                self._watched[tp] = now  # look again after another STALL_S
-                last, self._read_seen[tp] = self._read_seen.get(tp, _UNSEEN), read.get(tp)
-                if last == read.get(tp):  # Faust's reading stood still too: not just busy
-                    due[tp] = self._next.get(tp)
-        if due:
-            await self._wake_stalled(consumer, due, now)
-
-    async def _wake_stalled(self, consumer, due: dict, asked_at: float) -> None:
-        """Assigned partitions that handed nothing over for ``STALL_S``: where records wait
-        past the offset the agent expects (the group's offset before anything was handed
-        over), read them again from there. Seen in the kill-and-recover test: a taken-over
-        partition of which Faust handed over nothing, or nothing after a stale first
-        message; no later message shows that as a hole. The broker is asked once for all
-        of them; Faust's view of each is logged to find out why. A partition that moved on,
-        or a rebalance, while the broker was asked is left alone."""
-        generation = self._generation
-        assigned = consumer.assignment()
-        for tp in [tp for tp in due if tp not in assigned]:
-            del due[tp]
-            self._watched.pop(tp, None)
-        if not due:
-            return
-        try:
-            spans = await waiting(consumer, due, self._committed_once)
-        except Exception as exc:  # the broker did not answer: look again later
-            log.warning(
-                "input: could not check %d partitions for waiting records: %r", len(due), exc
-            )
-            return
-        if self._probe is not None and spans:
-            try:
-                found = await self._probe({tp: start for tp, (start, _) in spans.items()})
-            except Exception as exc:  # the broker did not answer: look again later
-                log.warning("input: could not ask where waiting records are: %r", exc)
-                return
-            # only offsets without a record wait (a transaction's last marker): nothing to do
-            spans = {tp: span for tp, span in spans.items() if (found.get(tp) or span[1]) < span[1]}
-        for tp, (start, end) in spans.items():
-            if (
-                generation != self._generation
-                or tp not in consumer.assignment()
-                or self._next.get(tp) != due[tp]
-                or self._progress.get(tp, 0) > asked_at
-            ):
-                continue  # moved on, or a rebalance, while the broker was asked
-            log.warning(
-                "input %s[%d]: nothing handed over in %.0f s though offsets %d-%d wait "
-                "(Faust: read offset %s, paused %s); reading again from %d",
-                tp.topic,
-                tp.partition,
-                STALL_S,
-                start,
-                end - 1,
-                consumer._read_offset.get(tp),
-                tp in getattr(consumer, "_paused_partitions", ()),
-                start,
-            )
-            self._count_reread()
-            await _seek_to(consumer, tp, start)  # once per STALL_S, not as a hole
-
-    async def _committed_once(self, consumer, tp) -> int | None:
-        """The group's committed offset from the broker, remembered when there is none: only
-        this worker commits its partitions, and its commits show in Faust's map."""
-        if tp in self._uncommitted:
-            return None
-        generation = self._generation
-        committed = await self._group_committed(consumer, tp)
-        if committed is None and generation == self._generation:
-            self._uncommitted.add(tp)
-        return committed
-
-    async def _pass_over_if_empty(self, consumer, tp, at: int) -> bool:
-        """The retry's fallback for a hole still open after ``PROBE_AFTER`` seeks (the
-        first question failed or came too early): pass over offsets without a record."""
-        found = await self._record_after(tp, at)
-        hole = self.holes.get(tp)
-        if found is None or found <= at or hole is None or hole[0] != at:
-            return False  # a record is there (or the hole closed meanwhile): read again
-        self._pass_over(consumer, tp, at, found)
-        del self.holes[tp]
-        await _seek_to(consumer, tp, found)
-        return True
-
-    async def _record_after(self, tp, at: int) -> int | None:
-        """The offset of the partition's first record at or after ``at``, asked of the
-        broker (None: no probe, no answer, or nothing there yet)."""
-        if self._probe is None:
-            return None
-        try:
-            return (await self._probe({tp: at})).get(tp)
-        except Exception as exc:  # the broker did not answer: read again instead
-            log.warning(
-                "input %s[%d]: could not ask where offset %d's record is: %r",
-                tp.topic,
-                tp.partition,
-                at,
-                exc,
-            )
-            return None
-
-    def _pass_over(self, consumer, tp, at: int, found: int) -> None:
-        """Offsets ``at`` .. ``found - 1`` hold no record (a transactional producer's
-        markers, or records compacted away): expect ``found`` next, and record them as
-        a gap, as Faust does for gaps it sees, so its commit counts them."""
-        level = logging.INFO if tp in self._passed else logging.WARNING
-        self._passed.add(tp)
-        log.log(
-            level,
-            "input %s[%d]: offsets %d-%d hold no record (a transactional producer's "
-            "markers, compacted away, or deleted by retention); passing over them",
-            tp.topic,
-            tp.partition,
-            at,
-            found - 1,
-        )
-        gaps = consumer._gap[tp]
-        gaps.addi(at, found)
-        gaps.merge_overlaps()
-        self._next[tp] = found
-        self._progress[tp] = time.monotonic()
-        if self._on_pass_over is not None:
-            self._on_pass_over(found - at)
+        await self._check_stalled(consumer, now)
 
     def _count_reread(self) -> None:
         if self._on_reread is not None:
@@ -344,21 +221,4 @@ class OffsetGuard:
         else:
             seeks = 1
         self.holes[tp] = [at, now, seeks]
-        await _seek_to(consumer, tp, at)
-
-
-async def _seek_to(consumer, tp, at: int) -> None:
-    """Seek in the consumer's thread (unlike Faust's ``seek``); a failure (e.g. revoked
-    meanwhile) is logged, and the timer's checks seek again if still needed."""
-    try:
-        await consumer.seek_wait({tp: at})
-    except Exception as exc:
-        log.warning("input %s[%d]: seek to %d failed: %r", tp.topic, tp.partition, at, exc)
-
-
-def _leave_unacknowledged(consumer, msg) -> None:
-    """Faust acknowledges every event of a batch after the agent; a skipped message must
-    not count as processed: mark it acknowledged already (Faust's ack then does nothing)
-    and stop tracking it (or a rebalance would wait for its acknowledgement)."""
-    msg.acked = True
-    consumer._unacked_messages.discard(msg)
+        await seek_to(consumer, tp, at)

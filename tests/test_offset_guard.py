@@ -11,6 +11,7 @@ from faust.types import TP
 from intervaltree import IntervalTree
 
 import engine.offset_guard as og
+import engine.stall_check as sc
 from engine.commit_guard import guard_commit_holes
 from engine.offset_guard import OffsetGuard
 
@@ -264,7 +265,7 @@ def test_a_partition_read_past_the_expected_offset_with_nothing_handed_over_is_r
         await guard.admit(_events((A, 3), (B, 0)))
         await guard.retry()
         assert c.seeks == []  # not stalled long enough yet
-        monkeypatch.setattr(og, "STALL_S", 0.0)
+        monkeypatch.setattr(sc, "STALL_S", 0.0)
         await guard.retry()  # the first check notes where Faust's reading stands
         assert c.seeks == []
         await guard.retry()  # it stood still since: read again
@@ -365,7 +366,7 @@ def test_an_assigned_partition_that_hands_nothing_over_while_messages_wait_is_re
     async def run():
         await guard.retry()
         assert c.seeks == []  # not silent long enough yet
-        monkeypatch.setattr(og, "STALL_S", 0.0)
+        monkeypatch.setattr(sc, "STALL_S", 0.0)
         await guard.retry()
         await guard.retry()
 
@@ -373,7 +374,7 @@ def test_an_assigned_partition_that_hands_nothing_over_while_messages_wait_is_re
     assert c.seeks == [(A, 25)] and len(rereads) == 1 and guard.holes == {}
     got = asyncio.run(guard.admit(_events((A, 25), (A, 26))))  # the re-read arrives
     assert _offsets(got) == [(0, 25), (0, 26)]
-    monkeypatch.setattr(og, "STALL_S", 10.0)
+    monkeypatch.setattr(sc, "STALL_S", 10.0)
     guard._watched[A] -= 20.0  # last checked long ago: only the progress keeps it quiet
     asyncio.run(guard.retry())
     assert c.seeks == [(A, 25)]  # it moves on: not read again
@@ -384,7 +385,7 @@ def test_a_partition_that_moves_on_is_not_read_again():
     c.ends[A] = 640  # a backlog
     guard = _guard(c)
     guard.assigned([A])
-    guard._watched[A] -= 2 * og.STALL_S  # assigned long ago
+    guard._watched[A] -= 2 * sc.STALL_S  # assigned long ago
     asyncio.run(guard.admit(_events((A, 25))))  # but it handed something over just now
     asyncio.run(guard.retry())
     assert c.seeks == []
@@ -426,7 +427,7 @@ def test_a_silent_partition_where_only_offsets_without_a_record_wait_is_left_alo
 ):
     """The commit sits on a transaction's last marker: the end offset is one past it, but
     no record waits; the partition must not be read again every STALL_S."""
-    monkeypatch.setattr(og, "STALL_S", 0.0)
+    monkeypatch.setattr(sc, "STALL_S", 0.0)
     c = _Consumer({A: 40})
     c.ends[A] = 41
     guard = OffsetGuard(lambda: c, None, _group_committed, _probe_answering({A: {40: 41}}))
@@ -440,7 +441,7 @@ def test_stalled_partitions_are_checked_in_one_request_and_a_missing_commit_aske
 ):
     """Idle partitions (reviews, rekey) are looked at every STALL_S: one request for all of
     them, and the broker is asked once per assignment for a commit it does not have."""
-    monkeypatch.setattr(og, "STALL_S", 0.0)
+    monkeypatch.setattr(sc, "STALL_S", 0.0)
     c = _Consumer({})
     c.ends.update({A: 5, B: 0})  # A: offsets 0-4 wait and nothing was handed over
     asked: list = []
@@ -467,7 +468,7 @@ def test_stalled_partitions_are_checked_in_one_request_and_a_missing_commit_aske
 def test_a_partition_faust_keeps_reading_is_busy_not_stalled(monkeypatch):
     """A large backlog: nothing of A was admitted for STALL_S, but Faust's read offset
     moves: the worker is late with it, and a seek would only throw away what was read."""
-    monkeypatch.setattr(og, "STALL_S", 0.0)
+    monkeypatch.setattr(sc, "STALL_S", 0.0)
     c = _Consumer({A: 0})
     c.ends[A] = 10_000
     guard = _guard(c)
@@ -481,7 +482,7 @@ def test_a_partition_faust_keeps_reading_is_busy_not_stalled(monkeypatch):
 def test_a_partition_that_moves_on_while_the_broker_is_asked_is_not_sought(monkeypatch):
     """Progress during the broker's answer: the check's start is stale, a seek would go
     back over processed offsets."""
-    monkeypatch.setattr(og, "STALL_S", 0.0)
+    monkeypatch.setattr(sc, "STALL_S", 0.0)
     c = _Consumer({A: 25})
     c.ends[A] = 640
     guard = _guard(c)
