@@ -12,11 +12,12 @@ from engine.cli_options import (
     CONFIG_OPTION,
     history_pipeline,
     load_pipeline,
+    models_option,
     parse_at,
     reviews_file,
+    reviews_option,
     settings_from,
     trust_options,
-    trust_overrides,
 )
 
 __all__ = ["main"]
@@ -87,18 +88,10 @@ def worker(config_path, broker, web_port, partitions, app_id, loglevel) -> None:
     type=click.Path(dir_okay=False),
     help="Rejections as JSON lines (default: beside --out).",
 )
-@click.option(
-    "--models",
-    "models_dir",
-    type=click.Path(file_okay=False),
-    help="Trained model artifacts (som train).",
-)
-@click.option(
-    "--reviews",
-    "reviews_path",
-    type=click.Path(dir_okay=False),
-    help="Officers' reviews, one JSON object per line (the reviews topic's messages); "
-    "each is applied before the first order signed after its reviewed_at.",
+@models_option("Trained model artifacts (som train).")
+@reviews_option(
+    "Officers' reviews, one JSON object per line (the reviews topic's messages); "
+    "each is applied before the first order signed after its reviewed_at."
 )
 @click.option(
     "--reviews-out",
@@ -115,12 +108,7 @@ def replay_cmd(
     models_dir,
     reviews_path,
     reviews_out_path,
-    trust_dir,
-    intermediates_dir,
-    crl_dir,
-    catalog_path,
-    supplier_dea,
-    at_time,
+    trust,
 ) -> None:
     """Replay a feed file through the core, in-process, and write decisions."""
     import json
@@ -129,8 +117,7 @@ def replay_cmd(
     from engine.replay import default_rejections_path, default_reviews_path, replay
 
     reviews = reviews_file(reviews_path)
-    pipeline = history_pipeline(feed, config_path, models_dir, parse_at(at_time), trust_overrides(
-        trust_dir, intermediates_dir, crl_dir, catalog_path, supplier_dea))
+    pipeline = history_pipeline(feed, config_path, models_dir, trust.at, trust.overrides())
     if out_path and not rejected_path:
         rejected_path = default_rejections_path(out_path)
     if reviews is not None and out_path and not reviews_out_path:
@@ -249,8 +236,7 @@ def generate(out_dir, seed, registrants, days, start, cms_share, anomaly_rate, b
 @click.option("--until", "until", help="Train only on orders signed before this ISO-8601 time.")
 @CONFIG_OPTION
 @trust_options
-def train_cmd(feed, out_dir, until, config_path, trust_dir, intermediates_dir, crl_dir,
-              catalog_path, supplier_dea, at_time) -> None:
+def train_cmd(feed, out_dir, until, config_path, trust) -> None:
     """Fit peer baselines and per-peer-group isolation forests on a history feed."""
     import json
 
@@ -259,14 +245,14 @@ def train_cmd(feed, out_dir, until, config_path, trust_dir, intermediates_dir, c
 
     if not Path(feed).is_file():
         raise click.BadParameter(f"feed file {feed} does not exist", param_hint="--orders")
-    overrides = trust_overrides(trust_dir, intermediates_dir, crl_dir, catalog_path, supplier_dea)
+    overrides = trust.overrides()
     overrides["verification"]["time_rules_at"] = "signed"  # a feed is history
     overrides["scoring"] = {"models_dir": ""}  # features never depend on older artifacts
     settings = settings_from(config_path, **overrides)
-    pipeline = load_pipeline(settings, parse_at(at_time))
+    pipeline = load_pipeline(settings, trust.at)
     try:
-        manifest = train(pipeline, read_feed(feed), out_dir,
-                         quantile=settings.scoring.iforest_quantile, until=parse_at(until))
+        manifest = train(pipeline, read_feed(feed), out_dir, until=parse_at(until, "--until"),
+                         quantile=settings.scoring.iforest_quantile)
     except ValueError as exc:
         raise click.ClickException(f"cannot train: {exc}") from None
     click.echo(json.dumps({"out": str(out_dir), "version": manifest["version"],

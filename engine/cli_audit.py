@@ -14,13 +14,14 @@ import click
 
 from engine.cli_options import (
     CONFIG_OPTION,
+    FEEDS_OPTION,
     history_pipeline,
     messages_for,
-    parse_at,
+    models_option,
     reviews_file,
+    reviews_option,
     settings_from,
     trust_options,
-    trust_overrides,
     verifier_for,
 )
 
@@ -37,18 +38,8 @@ __all__ = ["certs", "explain_cmd", "review_cmd", "verify_cmd"]
     help="Purchaser DEA number (when purchasers reuse an order number).",
 )
 @CONFIG_OPTION
-@click.option(
-    "--models",
-    "models_dir",
-    type=click.Path(file_okay=False),
-    help="Trained model artifacts (som train), as the worker used them.",
-)
-@click.option(
-    "--reviews",
-    "reviews_path",
-    type=click.Path(dir_okay=False),
-    help="Officers' reviews to apply in time, as in `som replay --reviews`.",
-)
+@models_option("Trained model artifacts (som train), as the worker used them.")
+@reviews_option("Officers' reviews to apply in time, as in `som replay --reviews`.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @trust_options
 def explain_cmd(
@@ -59,12 +50,7 @@ def explain_cmd(
     models_dir,
     reviews_path,
     as_json,
-    trust_dir,
-    intermediates_dir,
-    crl_dir,
-    catalog_path,
-    supplier_dea,
-    at_time,
+    trust,
 ) -> None:
     """Every finding behind one order's decision, the ones that did not hold included.
 
@@ -82,8 +68,8 @@ def explain_cmd(
         feed,
         config_path,
         models_dir,
-        parse_at(at_time),
-        trust_overrides(trust_dir, intermediates_dir, crl_dir, catalog_path, supplier_dea),
+        trust.at,
+        trust.overrides(),
     )
     found = explain_order(pipeline, read_feed(feed), order_number, purchaser_dea, reviews)
     if not found:
@@ -203,25 +189,14 @@ def review_cmd(
 
 @click.command("verify")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
-@click.option(
-    "--feed",
-    "feeds",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="A feed file (JSON lines, one message per line); repeatable.",
-)
+@FEEDS_OPTION
 @CONFIG_OPTION
 @trust_options
 def verify_cmd(
     files,
     feeds,
     config_path,
-    trust_dir,
-    intermediates_dir,
-    crl_dir,
-    catalog_path,
-    supplier_dea,
-    at_time,
+    trust,
 ) -> None:
     """Verify signed order messages; one JSON line per message. Exit 1 if any is rejected.
 
@@ -233,9 +208,8 @@ def verify_cmd(
 
     from engine.verify_files import result_row, verify_items
 
-    overrides = trust_overrides(trust_dir, intermediates_dir, crl_dir, catalog_path, supplier_dea)
-    settings = settings_from(config_path, **overrides)
-    items = messages_for(files, feeds, parse_at(at_time), settings)
+    settings = settings_from(config_path, **trust.overrides())
+    items = messages_for(files, feeds, trust.at, settings)
     verifier = verifier_for(settings)
     rejected = 0
     for name, outcome in verify_items(verifier, items):
@@ -258,25 +232,14 @@ def certs() -> None:
     show_default=True,
     help="Report certificates expiring within this many days (DEA advises 45).",
 )
-@click.option(
-    "--feed",
-    "feeds",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="A feed file to read certificates from; repeatable.",
-)
+@FEEDS_OPTION
 @CONFIG_OPTION
 @trust_options
 def certs_expiring(
     days,
     feeds,
     config_path,
-    trust_dir,
-    intermediates_dir,
-    crl_dir,
-    catalog_path,
-    supplier_dea,
-    at_time,
+    trust,
 ) -> None:
     """List purchasers whose certificate expires within --days of --at (default: now)."""
     import json
@@ -284,9 +247,9 @@ def certs_expiring(
     from engine.cert_watch import CertExpiryWatch
     from engine.verify_files import verify_items
 
-    overrides = trust_overrides(trust_dir, intermediates_dir, crl_dir, catalog_path, supplier_dea)
+    overrides = trust.overrides()
     settings = settings_from(config_path, **overrides)
-    now = parse_at(at_time) or datetime.now(UTC)
+    now = trust.at or datetime.now(UTC)
     if not feeds:
         raise click.UsageError("name at least one --feed FILE to read certificates from")
     items = messages_for((), feeds, None, settings)

@@ -6,6 +6,8 @@ error that names the flag or file, before any work starts.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +17,10 @@ from config import ConfigError, Settings, load_settings
 
 __all__ = [
     "CONFIG_OPTION",
+    "FEEDS_OPTION",
+    "TrustFlags",
+    "models_option",
+    "reviews_option",
     "history_pipeline",
     "load_pipeline",
     "messages_for",
@@ -35,6 +41,27 @@ CONFIG_OPTION = click.option(
 )
 
 
+FEEDS_OPTION = click.option(
+    "--feed",
+    "feeds",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A feed file (JSON lines, one message per line); repeatable.",
+)
+
+
+def models_option(help_text: str):
+    """``--models DIR``: the trained artifacts of ``som train``."""
+    return click.option("--models", "models_dir", type=click.Path(file_okay=False), help=help_text)
+
+
+def reviews_option(help_text: str):
+    """``--reviews FILE``: officers' reviews, one JSON object per line."""
+    return click.option(
+        "--reviews", "reviews_path", type=click.Path(dir_okay=False), help=help_text
+    )
+
+
 def settings_from(config_path: str | None, **overrides: dict) -> Settings:
     """Load the config and apply flag overrides; a bad file or key exits 2 with the reason."""
     try:
@@ -44,8 +71,52 @@ def settings_from(config_path: str | None, **overrides: dict) -> Settings:
         raise click.UsageError(str(exc)) from None
 
 
+@dataclass(frozen=True, slots=True)
+class TrustFlags:
+    """The trust flags of one command, passed to it as ``trust``."""
+
+    trust_dir: str | None
+    intermediates_dir: str | None
+    crl_dir: str | None
+    catalog_path: str | None
+    supplier_dea: str | None
+    at_time: str | None
+
+    def overrides(self) -> dict:
+        """Settings overrides; a missing folder or file names its flag (usage error)."""
+        return trust_overrides(
+            self.trust_dir,
+            self.intermediates_dir,
+            self.crl_dir,
+            self.catalog_path,
+            self.supplier_dea,
+        )
+
+    @property
+    def at(self) -> datetime | None:
+        """``--at`` as an aware time (None: not given); a bad time names the flag."""
+        return parse_at(self.at_time)
+
+
+_TRUST_KEYS = (
+    "trust_dir",
+    "intermediates_dir",
+    "crl_dir",
+    "catalog_path",
+    "supplier_dea",
+    "at_time",
+)
+
+
 def trust_options(func):
-    """The trust options shared by verify, replay and train (DESIGN.md 3.5)."""
+    """The trust options shared by verify, replay, train, explain and certs (DESIGN.md
+    3.5); the command gets them as one ``trust: TrustFlags`` argument."""
+
+    @functools.wraps(func)
+    def command(*args, **kwargs):
+        trust = TrustFlags(*(kwargs.pop(k) for k in _TRUST_KEYS))
+        return func(*args, trust=trust, **kwargs)
+
     opts = [
         click.option(
             "--trust-dir", type=click.Path(file_okay=False), help="Trust anchors (PEM/DER)."
@@ -66,17 +137,18 @@ def trust_options(func):
         click.option("--at", "at_time", help="ISO-8601 time to judge expiry and age against."),
     ]
     for opt in reversed(opts):
-        func = opt(func)
-    return func
+        command = opt(command)
+    return command
 
 
-def parse_at(value: str | None) -> datetime | None:
+def parse_at(value: str | None, flag: str = "--at") -> datetime | None:
+    """An ISO-8601 time given to ``flag``, UTC unless it says otherwise."""
     if not value:
         return None
     try:
         ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO-8601 time", param_hint="--at") from None
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 time", param_hint=flag) from None
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 

@@ -90,6 +90,21 @@ def test_verify_usage_errors(tmp_path, trust_args):
     assert result.exit_code == 2 and "bad.pem" in result.output
 
 
+def test_time_flags_name_themselves_when_wrong(tmp_path, trust_args):
+    """Each command that takes the trust flags gets them whole; a bad time names its flag."""
+    feed = tmp_path / "feed.jsonl"
+    write_feed(feed, [sign_cms(cs.payload(), cs.signer())])
+    result, _ = _run(["verify", "--feed", str(feed), *trust_args, "--at", "yesterday"])
+    assert result.exit_code == 2 and "--at" in result.output and "yesterday" in result.output
+    out = tmp_path / "models"
+    result, _ = _run(["train", "--orders", str(feed), "--out", str(out), "--until", "soon",
+                      *trust_args])
+    assert result.exit_code == 2 and "--until" in result.output and "soon" in result.output
+    result, _ = _run(["replay", str(feed), *trust_args, "--at", AT, "--models",
+                      str(tmp_path / "none")])
+    assert result.exit_code != 0 and "none" in result.output
+
+
 def test_certs_expiring(tmp_path, trust_args):
     soon = cs.pki().issue_registrant(
         "AB1234563", "Soon", ["2"], cs.T0, cs.SIGNED + timedelta(days=30)
