@@ -1,22 +1,23 @@
 """The commands an officer or investigator runs on single orders and messages.
 
 ``som explain`` (every finding behind one decision), ``som review`` (publish an officer's
-review of a hold), ``som verify`` (CSOS checks of message files) and ``som certs
-expiring``. ``engine.cli`` adds them to the ``som`` group.
+review of a hold) and ``som sors`` (report rows for the orders officers reported to DEA).
+``engine.cli`` adds them to the ``som`` group; the CSOS commands are in
+``engine.cli_csos``.
 """
 
 from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 
 from engine.cli_options import (
     CONFIG_OPTION,
-    FEEDS_OPTION,
     history_pipeline,
-    messages_for,
+    json_lines_file,
     models_option,
     reviews_file,
     reviews_option,
@@ -25,7 +26,7 @@ from engine.cli_options import (
     verifier_for,
 )
 
-__all__ = ["certs", "explain_cmd", "review_cmd", "verify_cmd"]
+__all__ = ["explain_cmd", "review_cmd", "sors_cmd"]
 
 
 @click.command("explain")
@@ -144,7 +145,6 @@ def review_cmd(
     """
     import asyncio
     import json
-    from datetime import UTC, datetime
 
     from connectors.kafka_admin import publish_one
     from engine.records import Rejected
@@ -187,84 +187,60 @@ def review_cmd(
     click.echo(json.dumps({"topic": k.reviews_topic, **where, "review": body}))
 
 
-@click.command("verify")
-@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
-@FEEDS_OPTION
+@click.command("sors")
+@click.argument("feed", type=click.Path(dir_okay=False))
+@click.option(
+    "--decisions",
+    "decisions_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Decision records, JSON lines (the decisions topic, or som replay --out).",
+)
+@click.option(
+    "--reviews-applied",
+    "reviews_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Applied-review records, JSON lines (reviews.applied, or som replay's "
+    "DECISIONS.reviews.jsonl).",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    help="Report rows as JSON lines (default: standard output).",
+)
 @CONFIG_OPTION
 @trust_options
-def verify_cmd(
-    files,
-    feeds,
-    config_path,
-    trust,
-) -> None:
-    """Verify signed order messages; one JSON line per message. Exit 1 if any is rejected.
+def sors_cmd(feed, decisions_path, reviews_path, out_path, config_path, trust) -> None:
+    """SORS report rows for the orders officers reported to DEA (review outcome reported).
 
-    A FILE holds one message (DER, PEM or base64 CMS, a JSON envelope, or a paper
-    order). Files are judged at receipt (now, per verification.time_rules_at); feed
-    lines are history, judged as of their signing time. --at fixes the time for both.
+    Joins each order's standing review with its decision and its signed message in FEED
+    (the feed as the worker read it): lines, receipt date, reasons, reporter. Exit 1
+    when a reported order's decision or message is missing (named on standard error).
     """
     import json
 
-    from engine.verify_files import result_row, verify_items
+    from connectors.feed import read_feed
+    from engine.sors import sors_rows
 
-    settings = settings_from(config_path, **trust.overrides())
-    items = messages_for(files, feeds, trust.at, settings)
-    verifier = verifier_for(settings)
-    rejected = 0
-    for name, outcome in verify_items(verifier, items):
-        row = result_row(name, outcome)
-        rejected += row["status"] == "rejected"
-        click.echo(json.dumps(row))
-    sys.exit(1 if rejected else 0)
-
-
-@click.group()
-def certs() -> None:
-    """Purchaser certificates seen in verified orders."""
-
-
-@certs.command("expiring")
-@click.option(
-    "--days",
-    type=click.FloatRange(min=0),
-    default=45.0,
-    show_default=True,
-    help="Report certificates expiring within this many days (DEA advises 45).",
-)
-@FEEDS_OPTION
-@CONFIG_OPTION
-@trust_options
-def certs_expiring(
-    days,
-    feeds,
-    config_path,
-    trust,
-) -> None:
-    """List purchasers whose certificate expires within --days of --at (default: now)."""
-    import json
-
-    from engine.cert_watch import CertExpiryWatch
-    from engine.verify_files import verify_items
-
+    if not Path(feed).is_file():
+        raise click.BadParameter(f"feed file {feed} does not exist", param_hint="FEED")
+    reviews = json_lines_file(reviews_path, "--reviews-applied")
+    decisions = json_lines_file(decisions_path, "--decisions")
     overrides = trust.overrides()
-    settings = settings_from(config_path, **overrides)
-    now = trust.at or datetime.now(UTC)
-    if not feeds:
-        raise click.UsageError("name at least one --feed FILE to read certificates from")
-    items = messages_for((), feeds, None, settings)
-    verifier = verifier_for(settings)
-    watch = CertExpiryWatch(keep_ids=True)
-    for _, outcome in verify_items(verifier, items):
-        if not isinstance(outcome, Exception):
-            watch.observe_order(outcome)
-    soon = watch.expiring(now, days)
-    for entry in soon:
-        click.echo(json.dumps(entry.to_dict()))
-    summary = {
-        "expiring": len(soon),
-        "within_days": days,
-        "certificates": len(watch),
-        "at": now.isoformat().replace("+00:00", "Z"),
-    }
-    click.echo(json.dumps(summary))
+    overrides["verification"]["time_rules_at"] = "signed"  # a feed is history
+    verifier = verifier_for(settings_from(config_path, **overrides))
+    rows, problems = sors_rows(reviews, decisions, read_feed(feed), verifier, trust.at)
+    out = open(out_path, "w", encoding="utf-8") if out_path else sys.stdout  # noqa: SIM115
+    try:
+        for row in rows:
+            out.write(json.dumps(row) + "\n")
+    finally:
+        if out_path:
+            out.close()
+    for problem in problems:
+        click.echo(f"som sors: {problem}", err=True)
+    click.echo(f"som sors: {len(rows)} report rows, {len(problems)} reported orders missing",
+               err=True)
+    sys.exit(1 if problems else 0)

@@ -22,8 +22,8 @@ __all__ = [
     "models_option",
     "reviews_option",
     "history_pipeline",
+    "json_lines_file",
     "load_pipeline",
-    "messages_for",
     "parse_at",
     "reviews_file",
     "settings_from",
@@ -226,14 +226,22 @@ def verifier_for(settings: Settings):
         raise click.UsageError(str(exc)) from None
 
 
-def messages_for(files, feeds, at, settings: Settings):
-    """Check that inputs exist (exit 2 naming the file), then yield verification items."""
-    from engine.verify_files import items_from
+def json_lines_file(path: str, flag: str) -> list[dict]:
+    """Records of a JSON-lines file; a missing file or a bad line names the flag and line."""
+    import json
 
-    if not files and not feeds:
-        raise click.UsageError("name at least one message FILE or --feed FILE")
-    for name in (*files, *feeds):
-        if not Path(name).is_file():
-            raise click.UsageError(f"file {name} does not exist")
-    received = datetime.now(UTC) if settings.verification.time_rules_at == "received" else None
-    return items_from(files, feeds, at or received, at)  # a feed is history: signing time
+    if not Path(path).is_file():
+        raise click.BadParameter(f"file {path} does not exist", param_hint=flag)
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if not isinstance(record, dict):
+                raise click.BadParameter(f"{path} line {n} is not a JSON object", param_hint=flag)
+            records.append(record)
+    return records
