@@ -8,11 +8,20 @@ present, must allow digitalSignature). A validated path is cached per signer
 and carried certificates, so a repeat signer costs only a few datetime
 comparisons; each order still checks that every certificate on the cached path
 was valid at its own signing time.
+
+Anchors and intermediates are read again when their directories change (looked at
+at most once a second, like CRLs): DEA rotating its CSOS intermediate, or an anchor
+withdrawn, takes effect without a restart. A change that cannot be loaded (a file half
+copied, a directory emptied) keeps the previous set and says why in ``reload_error``.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +41,8 @@ from engine.records import Rejected, RejectReason
 
 __all__ = ["TrustError", "Chain", "TrustStore", "load_certificates"]
 
+log = logging.getLogger(__name__)
+
 
 class TrustError(ValueError):
     """Trust material unusable; the message names the file."""
@@ -49,6 +60,8 @@ def load_certificates(directory: Path) -> list[CertInfo]:
         try:
             if b"-----BEGIN" in data:
                 ders = [der for _, der in pem_blocks(data, b"CERTIFICATE")]
+                if not ders:  # a file half copied, or a key or CRL in the wrong place
+                    raise ValueError("no complete CERTIFICATE block")
             else:
                 ders = [data]
             out.extend(cert_info(der) for der in ders)
@@ -95,24 +108,86 @@ class Chain:
 
 
 class TrustStore:
-    """Anchors and intermediates loaded once; validated paths cached by signer."""
+    """Anchors and intermediates, reloaded when their directories change; validated paths
+    cached by signer until then."""
 
-    def __init__(self, anchors: list[CertInfo], intermediates: list[CertInfo], cache: int = 65536):
+    def __init__(
+        self,
+        anchors: list[CertInfo],
+        intermediates: list[CertInfo],
+        cache: int = 65536,
+        dirs: tuple[Path | None, Path | None] = (None, None),
+        interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._cache: OrderedDict[tuple, Chain | Rejected] = OrderedDict()
+        self._cache_size = cache
+        self._use(anchors, intermediates)
+        self.hits = 0
+        self.misses = 0
+        self.dirs = dirs  # (trust_dir, intermediates_dir) read again on change; None: never
+        self.interval_s = interval_s
+        self.clock = clock
+        self.reloads = 0
+        self.reload_error: str | None = None  # the last change could not be loaded
+        self._next_check = clock() + interval_s
+        self._state = self._scan() if any(dirs) else ()
+
+    @classmethod
+    def from_dirs(
+        cls, trust_dir: Path | None, intermediates_dir: Path | None, **kwargs
+    ) -> TrustStore:
+        anchors, inter = _load_dirs(trust_dir, intermediates_dir)
+        return cls(anchors, inter, dirs=(trust_dir, intermediates_dir), **kwargs)
+
+    def _use(self, anchors: list[CertInfo], intermediates: list[CertInfo]) -> None:
         self.anchors = anchors
         self.intermediates = intermediates
         self._store = Store([a.cert for a in anchors]) if anchors else None
-        self._cache: OrderedDict[tuple, Chain | Rejected] = OrderedDict()
-        self._cache_size = cache
-        self.hits = 0
-        self.misses = 0
+        self._cache.clear()  # paths validated against the old set
 
-    @classmethod
-    def from_dirs(cls, trust_dir: Path | None, intermediates_dir: Path | None) -> TrustStore:
-        anchors = load_certificates(trust_dir) if trust_dir else []
-        if trust_dir and not anchors:
-            raise TrustError(f"trust directory {trust_dir} holds no certificate")
-        inter = load_certificates(intermediates_dir) if intermediates_dir else []
-        return cls(anchors, inter)
+    def _scan(self) -> tuple:
+        state = []
+        for directory in self.dirs:
+            if directory is None:
+                continue
+            with os.scandir(directory) as it:
+                state.append(tuple(sorted(
+                    (e.name, e.stat().st_mtime_ns, e.stat().st_size)
+                    for e in it if e.is_file() and not e.name.startswith(".")
+                )))  # fmt: skip
+        return tuple(state)
+
+    def maybe_reload(self) -> bool:
+        """Load the directories again if they changed; looks at most once per interval.
+        True when a new set is in use."""
+        now = self.clock()
+        if now < self._next_check or not any(self.dirs):
+            return False
+        self._next_check = now + self.interval_s
+        try:
+            state = self._scan()
+            if state == self._state:
+                return False
+            self._state = state  # a broken change is tried again only once it changes again
+            anchors, inter = _load_dirs(*self.dirs)
+        except (OSError, TrustError) as exc:
+            self.reload_error = str(exc)
+            log.error(
+                "trust material changed but cannot be loaded (%s); the previous %d "
+                "anchors and %d intermediates stay in use",
+                exc,
+                len(self.anchors),
+                len(self.intermediates),
+            )
+            return False
+        self._use(anchors, inter)
+        self.reloads += 1
+        self.reload_error = None
+        log.warning(
+            "trust material reloaded: %d anchors, %d intermediates", len(anchors), len(inter)
+        )
+        return True
 
     @property
     def cas(self) -> list[CertInfo]:
@@ -169,3 +244,13 @@ class TrustStore:
         by_der = {c.der: c for c in (*carried, *self.intermediates, *self.anchors)}
         der = [c.public_bytes(serialization.Encoding.DER) for c in verified.chain[1:]]
         return Chain((signer, *(by_der.get(d) or cert_info(d) for d in der)))
+
+
+def _load_dirs(
+    trust_dir: Path | None, intermediates_dir: Path | None
+) -> tuple[list[CertInfo], list[CertInfo]]:
+    anchors = load_certificates(trust_dir) if trust_dir else []
+    if trust_dir and not anchors:
+        raise TrustError(f"trust directory {trust_dir} holds no certificate")
+    inter = load_certificates(intermediates_dir) if intermediates_dir else []
+    return anchors, inter

@@ -93,6 +93,9 @@ class StateGauges:
                 "Seconds since som_consumer_lag was last measured (refreshed every 2 s)",
                 value=max(0.0, self.clock() - at),
             )
+        trust = getattr(self.verifier, "trust", None)
+        if trust is not None:
+            yield from _trust_families(trust)
 
     @staticmethod
     def _safe(fn: Callable[[], int]) -> int:
@@ -169,3 +172,25 @@ class StateGauges:
         yield GaugeMetricFamily(
             "som_crl_stale", "CRLs past their nextUpdate (orders on those CAs fail)", value=stale
         )
+
+
+def _trust_families(trust) -> Iterator[GaugeMetricFamily]:
+    """Certificates in use, and whether the last change to the trust directories loaded."""
+    try:
+        trust.maybe_reload()  # a change while no orders flow is seen by the scrape
+    except Exception:
+        pass
+    g = GaugeMetricFamily(
+        "som_trust_certificates",
+        "Trust anchors and intermediate CA certificates in use for CSOS path validation",
+        labels=["kind"],
+    )
+    g.add_metric(["anchor"], len(trust.anchors))
+    g.add_metric(["intermediate"], len(trust.intermediates))
+    yield g
+    yield GaugeMetricFamily(
+        "som_trust_reload_failed",
+        "1 when the trust directories changed but could not be loaded (the previous set "
+        "stays in use; the worker log names the file)",
+        value=1 if trust.reload_error else 0,
+    )

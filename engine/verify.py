@@ -182,6 +182,7 @@ class Verifier:
         if not self.settings.require_chain:
             self._count("chain_unchecked")
             return None
+        self.trust.maybe_reload()  # a rotated intermediate or a withdrawn anchor, live
         chain = self.trust.chain(message.signer_info, message.chain_info, signed_at)
         if self.crls is None:
             self._count("revocation_unchecked")

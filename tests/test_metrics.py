@@ -198,3 +198,27 @@ def test_broker_probe_tells_reachable_from_unreachable():
         assert probe.check() is None
     asyncio.run(probe.probe())
     assert probe.check().startswith("unreachable: 127.0.0.1:")
+
+
+def test_trust_gauges_show_the_set_in_use_and_a_change_that_did_not_load(tmp_path):
+    g, _, pipeline = _gauges(tmp_path)
+    trust = pipeline.verifier.trust
+    trust.clock, trust._next_check = _Clock(), 0.0  # the test's clock from now on
+
+    def scrape() -> dict:
+        return {(s.name, tuple(s.labels.values())): s.value
+                for m in g.collect() for s in m.samples}
+
+    seen = scrape()
+    assert seen[("som_trust_certificates", ("anchor",))] == 1
+    assert seen[("som_trust_certificates", ("intermediate",))] == 1
+    assert seen[("som_trust_reload_failed", ())] == 0
+    trust_dir = trust.dirs[0]
+    (trust_dir / "new.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA")
+    trust.clock.t += 1.0
+    seen = scrape()  # the scrape looks at the directories too (no orders need to flow)
+    assert seen[("som_trust_reload_failed", ())] == 1
+    assert seen[("som_trust_certificates", ("anchor",))] == 1
+    (trust_dir / "new.pem").unlink()
+    trust.clock.t += 1.0
+    assert scrape()[("som_trust_reload_failed", ())] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from config.settings import ConfigError
 from connectors.demo_pki import DemoPKI
@@ -119,7 +120,83 @@ def test_relative_dirs_resolve_against_base_dir():
 
 
 def test_der_trust_anchor(tmp_path):
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     (tmp_path / "root.cer").write_bytes(cs.pki().root_cert.public_bytes(Encoding.DER))
     assert _verify(sign_cms(cs.payload(), cs.signer()), trust_dir=str(tmp_path)).kind == "cms"
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_trust_directories_are_read_again_when_they_change(tmp_path):
+    """A new CA pair dropped in is trusted without a restart; a withdrawn anchor is not;
+    a change that cannot be loaded keeps the previous set and says why."""
+    from connectors.certcache import cert_info
+    from connectors.trust import TrustStore
+
+    old, new = cs.pki(), DemoPKI.create(cs.T0, cs.T1, seed=99)
+    old.write(tmp_path / "old")
+    trust, inter = tmp_path / "trust", tmp_path / "intermediates"
+    trust.mkdir()
+    inter.mkdir()
+    (trust / "old-root.pem").write_bytes((tmp_path / "old/trust/root.pem").read_bytes())
+    (inter / "old-sub.pem").write_bytes((tmp_path / "old/intermediates/sub-ca.pem").read_bytes())
+    clock = _Clock()
+    store = TrustStore.from_dirs(trust, inter, clock=clock)
+    signer_old = cert_info(cs.signer().cert.public_bytes(Encoding.DER))
+    who = new.issue_registrant(cs.PURCHASER, "X", ["2"], cs.T0, cs.T1)
+    signer_new = cert_info(who.cert.public_bytes(Encoding.DER))
+    assert store.chain(signer_old, (), cs.SIGNED)
+    with pytest.raises(Rejected):
+        store.chain(signer_new, (), cs.SIGNED)
+
+    new.write(tmp_path / "new")
+    (trust / "new-root.pem").write_bytes((tmp_path / "new/trust/root.pem").read_bytes())
+    (inter / "new-sub.pem").write_bytes((tmp_path / "new/intermediates/sub-ca.pem").read_bytes())
+    assert not store.maybe_reload()  # looked at most once per interval
+    clock.t += 1.0
+    assert store.maybe_reload() and store.reloads == 1
+    assert len(store.anchors) == 2 and store.chain(signer_new, (), cs.SIGNED)
+
+    (trust / "old-root.pem").unlink()  # the old anchor withdrawn: its cached path goes too
+    clock.t += 1.0
+    assert store.maybe_reload()
+    with pytest.raises(Rejected) as info:
+        store.chain(signer_old, (), cs.SIGNED)
+    assert info.value.reason is RejectReason.UNTRUSTED_CHAIN
+
+    (trust / "half-copied.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA")
+    clock.t += 1.0
+    assert not store.maybe_reload()
+    assert "half-copied.pem" in store.reload_error
+    assert store.chain(signer_new, (), cs.SIGNED)  # the previous set stays in use
+    clock.t += 1.0
+    assert not store.maybe_reload() and store.reload_error  # unchanged: not parsed again
+    (trust / "half-copied.pem").unlink()
+    clock.t += 1.0
+    assert store.maybe_reload() and store.reload_error is None and store.reloads == 3
+
+
+def test_verifier_trusts_a_new_intermediate_without_a_restart(tmp_path):
+    root = cs.pki()
+    root.write(tmp_path)
+    v = Verifier(cs.settings(trust_dir=str(tmp_path / "trust"),
+                             intermediates_dir=str(tmp_path / "intermediates"), crl_dir=""),
+                 cs.catalog())
+    v.trust.clock = clock = _Clock()
+    v.trust._next_check = 0.0  # the test's clock from now on
+    rotated = cs.rogue_pki(sub_is_ca=True, root=root, seed=31)  # DEA's next sub CA
+    who = rotated.issue_registrant(cs.PURCHASER, "X", ["2"], cs.T0, cs.T1)
+    bare = type(who)(key=who.key, cert=who.cert, chain=())  # its software sends no chain
+    raw = sign_cms(cs.payload(), bare)
+    with pytest.raises(Rejected) as info:
+        v.verify(raw)
+    assert info.value.reason is RejectReason.UNTRUSTED_CHAIN
+    (tmp_path / "intermediates" / "next-sub.pem").write_bytes(
+        rotated.sub_cert.public_bytes(Encoding.PEM))
+    clock.t += 1.0
+    assert v.verify(raw).kind == "cms"
