@@ -11,7 +11,14 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = ["Settings", "ConfigError", "load_settings", "DEFAULT_CONFIG", "FINDING_CODES"]
 
@@ -137,6 +144,20 @@ class ScoringSettings(_Frozen):
         return v
 
 
+class ReviewSettings(_Frozen):
+    trust_dir: str = ""
+    require_signature: bool = False
+
+    @model_validator(mode="after")
+    def _needs_a_ca(self) -> ReviewSettings:
+        if self.require_signature and not self.trust_dir:
+            raise ValueError(
+                "require_signature = true needs trust_dir: the CA(s) whose certificates may "
+                "sign reviews (the case-management system's)"
+            )
+        return self
+
+
 class WebSettings(_Frozen):
     port: int = Field(6066, ge=0, le=65535)
     metrics: bool = True
@@ -147,6 +168,7 @@ class Settings(_Frozen):
     verification: VerificationSettings = VerificationSettings()
     catalog: CatalogSettings = CatalogSettings()
     scoring: ScoringSettings = ScoringSettings()
+    reviews: ReviewSettings = ReviewSettings()
     web: WebSettings = WebSettings()
     source: str = "<defaults>"
     config_version: str = "defaults"

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 from connectors.demo_pki import Identity
 
-__all__ = ["sign_cms", "sign_json_envelope", "sign_raw"]
+__all__ = ["sign_cms", "sign_json_envelope", "sign_raw", "load_identity"]
 
 
 def sign_cms(payload: bytes, identity: Identity) -> bytes:
@@ -47,3 +47,23 @@ def sign_json_envelope(payload: bytes, identity: Identity) -> dict:
             c.public_bytes(pem).decode("ascii") for c in (identity.cert,) + identity.chain
         ],
     }
+
+
+def load_identity(cert_pem: bytes, key_pem: bytes) -> Identity:
+    """A signer from PEM text: the certificate first, then its chain; an unencrypted key.
+
+    Raises ``ValueError`` saying which of the two is wrong (callers name the file).
+    """
+    from cryptography import x509
+
+    try:
+        certs = x509.load_pem_x509_certificates(cert_pem)
+    except ValueError as exc:
+        raise ValueError(f"certificate: not PEM certificates ({exc})") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"key: not an unencrypted PEM private key ({exc})") from None
+    if key.public_key().public_numbers() != certs[0].public_key().public_numbers():
+        raise ValueError("key: does not belong to the first certificate")
+    return Identity(key=key, cert=certs[0], chain=tuple(certs[1:]))

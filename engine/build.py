@@ -13,6 +13,7 @@ from config import Settings
 from connectors.catalog import Catalog
 from engine.decide import Policy
 from engine.pipeline import Pipeline
+from engine.review_auth import ReviewAuthenticator
 from engine.verify import Verifier
 from models.formula import FormulaBaseline
 from models.frequency import FrequencyScorer
@@ -78,6 +79,10 @@ def build_pipeline(settings: Settings, judge_at: datetime | None = None) -> Pipe
         models = load_models(settings.resolve(settings.scoring.models_dir))
     sc = settings.scoring
     policy = Policy(sc.limits, [o.model_dump() for o in sc.overrides])
+    rv = settings.reviews
+    review_auth = ReviewAuthenticator.from_dirs(
+        settings.resolve(rv.trust_dir) if rv.trust_dir else None, rv.require_signature
+    )
     return Pipeline(
         settings,
         catalog,
@@ -87,4 +92,5 @@ def build_pipeline(settings: Settings, judge_at: datetime | None = None) -> Pipe
         peers=models.peers if models else None,
         policy=policy,
         artifacts_version=models.version if models else "",
+        review_auth=review_auth,
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from engine.cli_audit import explain_cmd, review_cmd, sors_cmd
+from engine.cli_audit import explain_cmd, sors_cmd
 from engine.cli_csos import certs, verify_cmd
 from engine.cli_options import (
     CONFIG_OPTION,
@@ -20,6 +20,7 @@ from engine.cli_options import (
     settings_from,
     trust_options,
 )
+from engine.cli_review import review_cmd
 
 __all__ = ["main"]
 

@@ -1,15 +1,13 @@
 """The commands an officer or investigator runs on single orders and messages.
 
-``som explain`` (every finding behind one decision), ``som review`` (publish an officer's
-review of a hold) and ``som sors`` (report rows for the orders officers reported to DEA).
-``engine.cli`` adds them to the ``som`` group; the CSOS commands are in
-``engine.cli_csos``.
+``som explain`` (every finding behind one decision) and ``som sors`` (report rows for
+the orders officers reported to DEA). ``engine.cli`` adds them to the ``som`` group; the
+CSOS commands are in ``engine.cli_csos``, ``som review`` in ``engine.cli_review``.
 """
 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -26,7 +24,7 @@ from engine.cli_options import (
     verifier_for,
 )
 
-__all__ = ["explain_cmd", "review_cmd", "sors_cmd"]
+__all__ = ["explain_cmd", "sors_cmd"]
 
 
 @click.command("explain")
@@ -100,93 +98,6 @@ def explain_cmd(
         click.echo("")
 
 
-@click.command("review")
-@click.option("--order", "order_number", required=True, help="Order number of the held order.")
-@click.option("--dea", "purchaser_dea", required=True, help="Purchaser DEA number.")
-@click.option(
-    "--outcome",
-    type=click.Choice(["cleared", "reported"]),
-    required=True,
-    help="cleared: suspicion dispelled, it may ship; reported: reported to DEA.",
-)
-@click.option("--reviewer", required=True, help="The case system's id of the officer.")
-@click.option("--note", default="", help="Free text for the audit trail.")
-@click.option(
-    "--at",
-    "reviewed_at",
-    default=None,
-    help="When the review was decided (ISO-8601 with offset; default: now).",
-)
-@click.option("--broker", default=None, help="Kafka URL (default: [kafka] broker).")
-@click.option(
-    "--print",
-    "print_only",
-    is_flag=True,
-    help="Write the message to standard output (a line for `som replay "
-    "--reviews`) instead of publishing it.",
-)
-@CONFIG_OPTION
-def review_cmd(
-    order_number,
-    purchaser_dea,
-    outcome,
-    reviewer,
-    note,
-    reviewed_at,
-    broker,
-    print_only,
-    config_path,
-) -> None:
-    """Publish an officer's review of a held order to the reviews topic.
-
-    For teams without a case-system integration: the message is the one the case system
-    would send, keyed by the purchaser's DEA number; the worker answers on
-    reviews.applied (or orders.rejected).
-    """
-    import asyncio
-    import json
-
-    from connectors.kafka_admin import publish_one
-    from engine.records import Rejected
-    from engine.review import parse_review
-
-    body = {
-        "order_number": order_number,
-        "purchaser_dea": purchaser_dea,
-        "outcome": outcome,
-        "reviewed_at": reviewed_at
-        or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "reviewer": reviewer,
-    }
-    if note:
-        body["note"] = note
-    raw = json.dumps(body, separators=(",", ":")).encode()
-    try:
-        parse_review(raw)
-    except Rejected as exc:  # name the flag behind the field
-        flag = {
-            "order_number": "--order",
-            "purchaser_dea": "--dea",
-            "reviewed_at": "--at",
-            "reviewer": "--reviewer",
-            "note": "--note",
-        }
-        hint = next((f for k, f in flag.items() if f"'{k}'" in exc.detail), None)
-        raise click.BadParameter(exc.detail, param_hint=hint) from None
-    if print_only:
-        click.echo(raw.decode())
-        return
-    settings = settings_from(config_path, kafka={"broker": broker})
-    k = settings.kafka
-    try:
-        where = asyncio.run(publish_one(k.broker, k.reviews_topic, purchaser_dea.encode(), raw))
-    except Exception as exc:
-        raise click.ClickException(
-            f"could not publish to {k.reviews_topic} at {k.broker}: {type(exc).__name__}: {exc}"
-        ) from None
-    click.echo(json.dumps({"topic": k.reviews_topic, **where, "review": body}))
-
-
 @click.command("sors")
 @click.argument("feed", type=click.Path(dir_okay=False))
 @click.option(
@@ -241,6 +152,7 @@ def sors_cmd(feed, decisions_path, reviews_path, out_path, config_path, trust) -
             out.close()
     for problem in problems:
         click.echo(f"som sors: {problem}", err=True)
-    click.echo(f"som sors: {len(rows)} report rows, {len(problems)} reported orders missing",
-               err=True)
+    click.echo(
+        f"som sors: {len(rows)} report rows, {len(problems)} reported orders missing", err=True
+    )
     sys.exit(1 if problems else 0)

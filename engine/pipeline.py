@@ -29,7 +29,8 @@ from engine.records import (
     decision_from_dict,
     raw_sha256,
 )
-from engine.review import apply_review, parse_review
+from engine.review import apply_review
+from engine.review_auth import ReviewAuthenticator
 from engine.verify import VerifiedOrder, Verifier
 from models.base import OrderContext
 from models.features import order_features
@@ -84,6 +85,7 @@ class Pipeline:
         peers=None,
         policy: Policy | None = None,
         artifacts_version: str = "",
+        review_auth: ReviewAuthenticator | None = None,
     ):
         self.settings = settings
         self.judge_at = judge_at  # a fixed "now" for time rules (``--at``)
@@ -92,6 +94,7 @@ class Pipeline:
         self.scorers = scorers
         self.peers = peers  # trained PeerBaselines, or None (no peer comparison)
         self.policy = policy or Policy()
+        self.review_auth = review_auth or ReviewAuthenticator(None)  # unsigned reviews only
         self.on_context = None  # som train: called with every OrderContext
         self.on_findings = None  # som explain: (order number, ctx, every finding) per order
         self.config_version = settings.config_version
@@ -386,7 +389,7 @@ class Pipeline:
         """
         received = received or Received.now()
         try:
-            review = parse_review(raw)
+            review, signer = self.review_auth.open(raw)
             profile = profiles.get(review.purchaser_dea)
             cases = apply_review(profile, review, self.settings.scoring.repeat_hold_days)
         except Rejected as exc:
@@ -400,8 +403,16 @@ class Pipeline:
         return ReviewRecord(
             review.order_number, review.purchaser_dea, review.outcome, review.reviewed_at,
             review.reviewer, review.note, tuple(cases), received.iso, raw_sha256(raw),
-            self.config_version,
+            self.config_version, signer.to_dict() if signer is not None else None,
         )
+
+    def review_time(self, raw: bytes) -> float:
+        """When a review message says it was made (epoch seconds), to apply it in time in a
+        replay; ``-inf`` when it cannot be read (it is then rejected first, with its reason)."""
+        try:
+            return self.review_auth.open(raw)[0].reviewed_ts
+        except Rejected:
+            return float("-inf")
 
     def process(
         self,

@@ -164,6 +164,7 @@ class ReviewRecord:
     received_at: str
     raw_sha256: str
     config_version: str
+    signer: dict[str, str] | None = None  # the signing certificate (subject, serial), if signed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -178,6 +179,7 @@ class ReviewRecord:
             "received_at": self.received_at,
             "raw_sha256": self.raw_sha256,
             "config_version": self.config_version,
+            "signer": self.signer,
         }
 
 

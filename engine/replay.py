@@ -21,8 +21,7 @@ from typing import IO
 from engine.batch_gc import MICRO_BATCH, batch_gc
 from engine.pipeline import Outcome, Pipeline, Received
 from engine.profile import RegistrantProfile
-from engine.records import Decision, Rejected, Rejection, ReviewRecord, dumps
-from engine.review import parse_review
+from engine.records import Decision, Rejection, ReviewRecord, dumps
 
 __all__ = ["ReplaySummary", "replay", "BATCH"]
 
@@ -97,11 +96,8 @@ def _replay_with_reviews(pipeline, messages, reviews, profiles, summary, batch, 
     """Orders verified one by one so that each review lands between the right orders."""
     decisions_out, rejections_out, reviews_out, on_outcome = outs
     due: list[tuple[float, int, bytes]] = []  # (reviewed_at, file position, raw)
-    for i, raw in enumerate(reviews):
-        try:
-            due.append((parse_review(raw).reviewed_ts, i, raw))
-        except Rejected:  # rejected with its reason when applied, first of all
-            due.append((float("-inf"), i, raw))
+    for i, raw in enumerate(reviews):  # unreadable: -inf, rejected with its reason first
+        due.append((pipeline.review_time(raw), i, raw))
     due.sort(reverse=True)  # pop() takes the earliest
     pending: list = []  # verified orders or rejections, in feed order
 

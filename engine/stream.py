@@ -61,7 +61,6 @@ from engine.offset_guard import OffsetGuard
 from engine.outbox import Outbox, key_hash
 from engine.pipeline import Pipeline, Received, _iso
 from engine.records import Rejection, RejectReason, ReviewRecord, dumps, raw_sha256
-from engine.review import parse_review
 from engine.table_profiles import TableProfiles, profile_sizes
 
 __all__ = ["create_app"]
@@ -245,8 +244,8 @@ def create_app(
     def review_outcome(msg, raw: bytes, received: Received, resent: bool):
         """The review's record, or None when it was re-sent to its home partition."""
         try:
-            dea = parse_review(raw).purchaser_dea
-        except Exception:  # unparsable: pipeline.review gives its rejection below
+            dea = pipeline.review_auth.open(raw)[0].purchaser_dea  # signed or not
+        except Exception:  # unreadable: pipeline.review gives its rejection below
             dea = None
         if dea is not None and (msg.key != dea.encode() or msg.partition != home_partition(dea)):
             if not resent:

@@ -1,10 +1,12 @@
-"""Shared fixtures: the real embedded Kafka-protocol broker (Tansu), started on loopback."""
+"""Shared fixtures: the real embedded Kafka-protocol broker (Tansu), started on loopback;
+the review tests' feed with a held spike (``tests.review_support``)."""
 
 from __future__ import annotations
 
 import pytest
 
 from connectors.tansu import EmbeddedBroker
+from tests.review_support import held  # noqa: F401 - the review tests' shared feed
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from engine.sors import sors_row, standing_reports
+from tests.review_support import SPIKE_DAY, WEEKS, review
 from tests.support import PURCHASERS, START, SUPPLIER, build_feed
-from tests.test_review import SPIKE_DAY, WEEKS, review
 
 
 def som(*args: str) -> subprocess.CompletedProcess:

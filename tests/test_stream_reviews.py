@@ -1,6 +1,7 @@
 """Officers' reviews on the real broker: a cleared hold, applied by ``som worker``, stops
 holding its repeat; a duplicate gives the same record, a misplaced review is re-sent and
-applied, junk is rejected, and each review ends as exactly one record."""
+applied, a CMS-signed review is applied with its signer, junk is rejected, and each review
+ends as exactly one record."""
 
 import asyncio
 import json
@@ -14,6 +15,7 @@ from aiokafka.partitioner import murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
 from config import load_settings
+from connectors.demo_pki import DemoPKI
 from connectors.feed import read_feed
 from connectors.kafka_admin import ensure_topics
 from connectors.signing import sign_cms
@@ -83,6 +85,12 @@ def sample(text: str, name: str, **labels) -> float:
 
 def test_worker_applies_reviews_and_a_cleared_hold_releases_its_repeat(broker, tmp_path):
     tf = build_feed(tmp_path, weeks=WEEKS, bad=False)
+    case_ca = DemoPKI.create(START - timedelta(days=30), START + timedelta(days=700), seed=41)
+    case_ca.write(tmp_path / "case-ca")  # the case system's CA: it signs one of the reviews
+    case_system = case_ca.issue_registrant("AB1234563", "Case System [TEST]", ["2"],
+                                           START, START + timedelta(days=700))
+    tf.config.write_text(tf.config.read_text()
+                         + f'\n[reviews]\ntrust_dir = "{tmp_path / "case-ca" / "trust"}"\n')
     app_id = f"som-rv-{uuid.uuid4().hex[:8]}"
     signed, decided, rejected, rekeyed, reviews_topic, applied_topic = isolated_topics(
         tf.config, app_id
@@ -130,6 +138,7 @@ def test_worker_applies_reviews_and_a_cleared_hold_releases_its_repeat(broker, t
             (None, review(number, "unkeyed"), None, t0 + 1000),
             (DEA.encode(), review(number, "wrong partition"), 1 - home, t0 + 2000),
             (None, b"junk", None, t0 + 3000),
+            (None, sign_cms(review(number, "signed"), case_system), None, t0 + 4000),
         ]
         asyncio.run(produce_at(broker.bootstrap, reviews_topic, sent))
         out = asyncio.run(
@@ -143,16 +152,20 @@ def test_worker_applies_reviews_and_a_cleared_hold_releases_its_repeat(broker, t
             )
         )
         applied = out[applied_topic]
-        assert len(applied) == 4 and len(out[rejected]) == 1, (out, log.read_text()[-3000:])
+        assert len(applied) == 5 and len(out[rejected]) == 1, (out, log.read_text()[-3000:])
         (junk,) = out[rejected]
         assert junk["reason"] == "malformed", junk
         by_note: dict[str, list[dict]] = {}
         for record in applied:
             by_note.setdefault(record["note"], []).append(record)
-        assert sorted(by_note) == ["keyed", "unkeyed", "wrong partition"]
+        assert sorted(by_note) == ["keyed", "signed", "unkeyed", "wrong partition"]
+        (signed_record,) = by_note["signed"]  # CMS, unkeyed: re-sent to its home, then applied
+        assert "Case System [TEST]" in signed_record["signer"]["subject"]
+        assert all(r["signer"] is None for n, rs in by_note.items() if n != "signed" for r in rs)
         first, again = by_note["keyed"]
         assert first == again  # a redelivery gives the identical record
-        for note, ts in (("keyed", t0), ("unkeyed", t0 + 1000), ("wrong partition", t0 + 2000)):
+        for note, ts in (("keyed", t0), ("unkeyed", t0 + 1000), ("wrong partition", t0 + 2000),
+                         ("signed", t0 + 4000)):
             (record, *_) = by_note[note]
             assert record["record"] == "review" and record["purchaser_dea"] == DEA
             assert record["order_number"] == number and record["outcome"] == "cleared"
@@ -165,10 +178,13 @@ def test_worker_applies_reviews_and_a_cleared_hold_releases_its_repeat(broker, t
         # partition, marked as re-sent; nothing else was re-sent
         copies = [
             r
-            for r in asyncio.run(read_raw(broker.bootstrap, reviews_topic, 7))
+            for r in asyncio.run(read_raw(broker.bootstrap, reviews_topic, 9))
             if "som-received" in dict(r.headers)
         ]
-        assert sorted(json.loads(r.value)["note"] for r in copies) == ["unkeyed", "wrong partition"]
+        cms = [r for r in copies if r.value[:1] == b"\x30"]  # the signed review, unchanged
+        assert len(copies) == 3 and len(cms) == 1
+        assert sorted(json.loads(r.value)["note"] for r in copies if r not in cms) == [
+            "unkeyed", "wrong partition"]
         assert all(r.key == DEA.encode() and r.partition == home for r in copies)
 
         repeat = order(
@@ -197,7 +213,7 @@ def test_worker_applies_reviews_and_a_cleared_hold_releases_its_repeat(broker, t
         text = scrape(port)
     finally:
         stop_worker(proc)
-    assert sample(text, "som_reviews_total", outcome="cleared") == 4
+    assert sample(text, "som_reviews_total", outcome="cleared") == 5
     assert sample(text, "som_reviews_total", outcome="reported") == 0
     assert sample(text, "som_reviews_total", outcome="rejected") == 1
     # som_orders_rejected_total counts orders: received = decisions + rejections holds

@@ -1,0 +1,131 @@
+"""Who sent an officer's review: its signature and certificate, when reviews are signed.
+
+A ``cleared`` review ends a held order's case, so its repeats are no longer held
+(``engine.review``): whoever can write to the reviews topic can release. Kafka ACLs limit
+who writes; a signature proves, to an investigator and from the record alone, that the
+case-management system (or the officer) sent it. Reviews are signed like CSOS orders
+(DESIGN.md 3.2): the review JSON as CMS SignedData (``openssl cms -sign``; DER or PEM) or
+the JSON envelope. The signer's certificate must chain to a CA in ``[reviews] trust_dir``
+at the review's ``reviewed_at``; its subject and serial go into the review's record.
+With ``require_signature = true`` an unsigned review is rejected (``bad_signature``).
+
+>>> auth = ReviewAuthenticator(None, require_signature=False)
+>>> review, signer = auth.open(b'{"order_number": "25X00A123", "purchaser_dea": '
+...     b'"AB1234563", "outcome": "cleared", "reviewed_at": "2025-06-03T14:00:00Z", '
+...     b'"reviewer": "officer-17"}')
+>>> review.outcome, signer
+('cleared', None)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from connectors.envelope import open_envelope
+from connectors.trust import TrustError, TrustStore
+from engine.records import Rejected, RejectReason
+from engine.review import Review, parse_review
+
+__all__ = ["ReviewAuthenticator", "ReviewSigner", "MAX_SIGNED_REVIEW_BYTES"]
+
+MAX_SIGNED_REVIEW_BYTES = 64 * 1024  # the review (16 KiB at most) plus certificates
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewSigner:
+    """The certificate a review was signed with (public PKI data, no key material)."""
+
+    subject: str  # RFC 4514
+    serial: str  # hex
+
+    def to_dict(self) -> dict[str, str]:
+        return {"subject": self.subject, "serial": self.serial}
+
+
+class ReviewAuthenticator:
+    """Opens a message of the reviews topic: the review, and its signer when signed."""
+
+    def __init__(self, trust: TrustStore | None, require_signature: bool = False) -> None:
+        self.trust = trust
+        self.require_signature = require_signature
+
+    @classmethod
+    def from_dirs(cls, trust_dir: Path | None, require_signature: bool) -> ReviewAuthenticator:
+        """``trust_dir`` None: signed reviews cannot be checked (and are rejected)."""
+        try:
+            trust = TrustStore.from_dirs(trust_dir, None) if trust_dir else None
+        except TrustError as exc:
+            raise ValueError(f"reviews.trust_dir: {exc}") from None
+        return cls(trust, require_signature)
+
+    def open(self, raw: bytes) -> tuple[Review, ReviewSigner | None]:
+        """The review and who signed it (None: unsigned); ``Rejected`` with the reason."""
+        if not _signed(raw):
+            review = parse_review(raw)
+            if self.require_signature:
+                raise _unsigned(review)
+            return review, None
+        if len(raw) > MAX_SIGNED_REVIEW_BYTES:
+            raise Rejected(RejectReason.TOO_LARGE, f"signed review message of {len(raw)} bytes "
+                           f"exceeds {MAX_SIGNED_REVIEW_BYTES}")  # fmt: skip
+        message = open_envelope(raw, MAX_SIGNED_REVIEW_BYTES)
+        review = parse_review(message.payload)
+        if message.signer_info is None:  # an envelope without a signature
+            if self.require_signature:
+                raise _unsigned(review)
+            return review, None
+        if self.trust is None:
+            raise _with(
+                review,
+                Rejected(
+                    RejectReason.UNTRUSTED_CHAIN,
+                    "a signed review, but reviews.trust_dir names no CA to check it against",
+                ),
+            )
+        self.trust.maybe_reload()
+        try:
+            chain = self.trust.chain(message.signer_info, message.chain_info,
+                                     datetime.fromtimestamp(review.reviewed_ts, UTC))  # fmt: skip
+        except Rejected as exc:
+            raise _with(review, exc) from None
+        info = chain.certs[0]
+        return review, ReviewSigner(info.cert.subject.rfc4514_string(), format(info.serial, "x"))
+
+
+def _signed(raw: bytes) -> bool:
+    """CMS (DER or PEM) or a JSON envelope with a payload; plain JSON is an unsigned review
+    (and anything else goes to ``parse_review``, which names what is wrong)."""
+    if not raw:
+        return False
+    if raw[0] == 0x30:
+        return True
+    text = raw.lstrip()
+    if text.startswith(b"-----BEGIN"):
+        return True
+    if text[:1] != b"{":
+        return False
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and "payload" in data
+
+
+def _unsigned(review: Review) -> Rejected:
+    return _with(
+        review,
+        Rejected(
+            RejectReason.BAD_SIGNATURE,
+            "unsigned review: reviews.require_signature is on (sign it as CMS or a JSON envelope)",
+        ),
+    )
+
+
+def _with(review: Review, exc: Rejected) -> Rejected:
+    """The rejection with the review's order and purchaser, for the audit record."""
+    exc.order_number = exc.order_number or review.order_number
+    exc.purchaser_dea = exc.purchaser_dea or review.purchaser_dea
+    return exc
