@@ -21,7 +21,6 @@ from engine.cli_options import (
     reviews_option,
     settings_from,
     trust_options,
-    verifier_for,
 )
 
 __all__ = ["explain_cmd", "sors_cmd"]
@@ -121,9 +120,14 @@ def explain_cmd(
     type=click.Path(dir_okay=False),
     help="Report rows as JSON lines (default: standard output).",
 )
+@click.option(
+    "--catalog",
+    "catalog_path",
+    type=click.Path(dir_okay=False),
+    help="Product catalog CSV (default: [catalog] path).",
+)
 @CONFIG_OPTION
-@trust_options
-def sors_cmd(feed, decisions_path, reviews_path, out_path, config_path, trust) -> None:
+def sors_cmd(feed, decisions_path, reviews_path, out_path, catalog_path, config_path) -> None:
     """SORS report rows for the orders officers reported to DEA (review outcome reported).
 
     Joins each order's standing review with its decision and its signed message in FEED
@@ -132,17 +136,25 @@ def sors_cmd(feed, decisions_path, reviews_path, out_path, config_path, trust) -
     """
     import json
 
+    from connectors.catalog import Catalog
     from connectors.feed import read_feed
     from engine.sors import sors_rows
 
     if not Path(feed).is_file():
         raise click.BadParameter(f"feed file {feed} does not exist", param_hint="FEED")
+    if catalog_path and not Path(catalog_path).is_file():
+        raise click.BadParameter(f"file {catalog_path} does not exist", param_hint="--catalog")
     reviews = json_lines_file(reviews_path, "--reviews-applied")
     decisions = json_lines_file(decisions_path, "--decisions")
-    overrides = trust.overrides()
-    overrides["verification"]["time_rules_at"] = "signed"  # a feed is history
-    verifier = verifier_for(settings_from(config_path, **overrides))
-    rows, problems = sors_rows(reviews, decisions, read_feed(feed), verifier, trust.at)
+    settings = settings_from(config_path)
+    try:
+        catalog = Catalog.load(catalog_path or settings.resolve(settings.catalog.path))
+    except (OSError, ValueError) as exc:
+        raise click.UsageError(f"catalog: {exc}") from None
+    try:
+        rows, problems = sors_rows(reviews, decisions, read_feed(feed), catalog)
+    except ValueError as exc:  # a review record without its fields
+        raise click.BadParameter(str(exc), param_hint="--reviews-applied") from None
     out = open(out_path, "w", encoding="utf-8") if out_path else sys.stdout  # noqa: SIM115
     try:
         for row in rows:

@@ -26,15 +26,16 @@ them; the rows are what an officer types into SORS Online or a bulk upload is bu
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 
 from connectors.catalog import Catalog
-from connectors.orders import Order
-from engine.records import Rejected, raw_sha256
+from connectors.envelope import open_envelope
+from connectors.orders import Order, parse_order
+from engine.records import Rejected, RejectReason, raw_sha256
 
 __all__ = ["standing_reports", "sors_row", "sors_rows", "ORDER_FORM_SCHEDULES"]
 
 ORDER_FORM_SCHEDULES = ("1", "2")  # lines of these schedules need an order form (222 / CSOS)
+_REVIEW_KEYS = ("order_number", "purchaser_dea", "outcome", "reviewed_at")
 
 
 def standing_reports(reviews: Iterable[dict]) -> dict[tuple[str, str], dict]:
@@ -45,9 +46,12 @@ def standing_reports(reviews: Iterable[dict]) -> dict[tuple[str, str], dict]:
     (``engine.profile``), so the export and the scoring never disagree about an order.
     """
     standing: dict[tuple[str, str], dict] = {}
-    for r in reviews:
+    for n, r in enumerate(reviews, 1):
         if r.get("record") != "review":
             continue
+        lacking = [k for k in _REVIEW_KEYS if not isinstance(r.get(k), str)]
+        if lacking:
+            raise ValueError(f"review record {n} has no {', '.join(lacking)}")
         key = (r["purchaser_dea"], r["order_number"])
         rank = (r["reviewed_at"], r["outcome"] == "reported")
         old = standing.get(key)
@@ -121,19 +125,18 @@ def sors_row(review: dict, decision: dict, order: Order, catalog: Catalog) -> di
 
 
 def sors_rows(
-    reviews: Iterable[dict],
-    decisions: Iterable[dict],
-    messages: Iterable[bytes],
-    verifier,
-    now: datetime | None = None,
+    reviews: Iterable[dict], decisions: Iterable[dict], messages: Iterable[bytes], catalog: Catalog
 ) -> tuple[list[dict], list[str]]:
     """A row for every order whose standing review is ``reported``, in the order they were
     reported, and a sentence for each one that could not be built (nothing is left out
     silently: a report with no order lines is no report).
 
-    An order's message is found by the digest its decision recorded (the exact bytes
-    decided), else by its identity among the messages that verify (``verifier`` judges
-    them as history, as ``som replay`` does).
+    An order's message is the one whose digest its decision recorded (the exact bytes
+    decided). Only when no message has that digest (an archive that stored other bytes,
+    e.g. base64 text) is it found by identity, and then only a message signed at the same
+    time by the same certificate serial as the decision says. A message is opened with its
+    signature checked but no certificate policy: its digest or its signature and signer
+    already tie it to the decision, and a CA withdrawn since must not stop the report.
     """
     wanted = standing_reports(reviews)
     if not wanted:
@@ -145,7 +148,7 @@ def sors_rows(
             decided[key] = d
     by_digest = {(d.get("evidence") or {}).get("raw_sha256"): k for k, d in decided.items()}
     orders: dict[tuple[str, str], Order] = {}
-    unverified: dict[tuple[str, str], str] = {}
+    unreadable: dict[tuple[str, str], str] = {}
     rest: list[bytes] = []
     for raw in messages:
         key = by_digest.get(raw_sha256(raw))
@@ -153,27 +156,47 @@ def sors_rows(
             rest.append(raw)
             continue
         try:
-            orders[key] = verifier.verify(raw, now).order
+            orders[key] = _open(raw)[0]
         except Rejected as exc:
-            unverified[key] = str(exc)
-    if len(orders) < len(decided):  # archived with other bytes (e.g. base64 text): by identity
-        for raw in rest:
-            try:
-                order = verifier.verify(raw, now).order
-            except Rejected:
-                continue
-            key = (order.purchaser.dea_number, order.order_number)
-            if key in decided and key not in orders:
-                orders[key] = order
+            unreadable[key] = str(exc)
+    missing = set(decided) - set(orders) - set(unreadable)
+    for raw in rest if missing else ():
+        try:
+            order, serial = _open(raw)
+        except Rejected:
+            continue
+        key = (order.purchaser.dea_number, order.order_number)
+        if key in missing and _same_message(decided[key], order, serial):
+            orders[key] = order
+            missing.discard(key)
     rows, problems = [], []
     for key, review in sorted(wanted.items(), key=lambda kv: (kv[1]["reviewed_at"], kv[0])):
         what = f"order {key[1]} of {key[0]}, reported at {review['reviewed_at']}"
         if key not in decided:
             problems.append(f"{what}: no decision for it in the decisions file")
         elif key in orders:
-            rows.append(sors_row(review, decided[key], orders[key], verifier.catalog))
-        elif key in unverified:
-            problems.append(f"{what}: its message does not verify ({unverified[key]})")
+            rows.append(sors_row(review, decided[key], orders[key], catalog))
+        elif key in unreadable:
+            problems.append(f"{what}: the decided message cannot be read ({unreadable[key]})")
         else:
             problems.append(f"{what}: its message is not in the feed")
     return rows, problems
+
+
+def _open(raw: bytes) -> tuple[Order, str | None]:
+    """The order in a message and its signer's serial (hex), the signature checked."""
+    try:
+        message = open_envelope(raw)
+        order = parse_order(message.payload)
+    except Rejected:
+        raise
+    except Exception as exc:  # one unreadable message must not stop the report
+        raise Rejected(RejectReason.MALFORMED, f"unreadable: {type(exc).__name__}") from None
+    info = message.signer_info
+    return order, (f"{info.serial:x}" if info is not None else None)
+
+
+def _same_message(decision: dict, order: Order, serial: str | None) -> bool:
+    signed = order.signed_at.isoformat().replace("+00:00", "Z")
+    evidence = decision.get("evidence") or {}
+    return signed == decision.get("signed_at") and serial == evidence.get("signer_serial")

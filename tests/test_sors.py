@@ -127,3 +127,40 @@ def test_the_standing_review_decides_and_a_release_says_so():
     assert row["order_form_number"] is None  # Schedule IV only: no order form
     assert row["circumstances"].startswith("released by the engine, reported by the officer")
     assert row["order_received_date"] == "2025-06-01"
+
+
+def test_the_decided_message_is_reported_not_a_resend_with_its_number(replayed, tmp_path):
+    """A resend under the same order number (rejected duplicate_order by the engine) is in
+    the feed too: the row has the decided message's lines, found by digest or, when the
+    archive holds other bytes, by signing time and signer; never the resend's."""
+    from connectors.feed import read_feed, write_feed
+    from connectors.signing import sign_cms
+    from engine.records import raw_sha256
+    from tests.support import order, payload
+
+    tf, decisions, applied, spike = replayed
+    resend = order(PURCHASERS[0], spike["order_number"], SPIKE_DAY + timedelta(days=2),
+                   [("99901-0102-01", 100, 1)])
+    raw = sign_cms(payload(resend), tf.identities[PURCHASERS[0]])
+    original = list(read_feed(tf.feed))
+    both, only_resend = tmp_path / "both.jsonl", tmp_path / "resend.jsonl"
+    write_feed(both, [raw, *original])  # the resend first: order must not matter
+    decided_digest = spike["evidence"]["raw_sha256"]
+    write_feed(only_resend, [raw, *(m for m in original if raw_sha256(m) != decided_digest)])
+    other_bytes = tmp_path / "decisions-other-bytes.jsonl"
+    other_bytes.write_text("".join(
+        json.dumps({**d, "evidence": {**d["evidence"], "raw_sha256": "0" * 64}}) + "\n"
+        if d["order_number"] == spike["order_number"] else json.dumps(d) + "\n"
+        for d in map(json.loads, decisions.read_text().splitlines())))
+
+    def rows(feed, decided):
+        proc = som("sors", str(feed), "--decisions", str(decided), "--reviews-applied",
+                   str(applied), "--config", str(tf.config))
+        return proc, [json.loads(x) for x in proc.stdout.splitlines()]
+
+    for decided in (decisions, other_bytes):
+        proc, (row,) = rows(both, decided)
+        assert proc.returncode == 0, proc.stderr
+        assert row["lines"][0]["quantity"] == 40
+    proc, got = rows(only_resend, other_bytes)
+    assert proc.returncode == 1 and got == [] and "not in the feed" in proc.stderr
