@@ -60,8 +60,9 @@ def load_certificates(directory: Path) -> list[CertInfo]:
         try:
             if b"-----BEGIN" in data:
                 ders = [der for _, der in pem_blocks(data, b"CERTIFICATE")]
-                if not ders:  # a file half copied, or a key or CRL in the wrong place
-                    raise ValueError("no complete CERTIFICATE block")
+                if not ders or data.count(b"-----BEGIN") != len(ders):
+                    # a file half copied, or a key or CRL in the wrong place
+                    raise ValueError("a PEM block that is not a complete CERTIFICATE")
             else:
                 ders = [data]
             out.extend(cert_info(der) for der in ders)
@@ -132,6 +133,7 @@ class TrustStore:
         self.reload_error: str | None = None  # the last change could not be loaded
         self._next_check = clock() + interval_s
         self._state = self._scan() if any(dirs) else ()
+        self._pending = self._state  # the last listing seen
 
     @classmethod
     def from_dirs(
@@ -159,28 +161,33 @@ class TrustStore:
         return tuple(state)
 
     def maybe_reload(self) -> bool:
-        """Load the directories again if they changed; looks at most once per interval.
-        True when a new set is in use."""
+        """Load the directories again once a change has stood still for one interval (a
+        copy in progress is not loaded half done); looks at most once per interval, and
+        retries a change that did not load. True when a new set is in use."""
         now = self.clock()
         if now < self._next_check or not any(self.dirs):
             return False
         self._next_check = now + self.interval_s
         try:
             state = self._scan()
-            if state == self._state:
+            if state == self._state and self.reload_error is None:
                 return False
-            self._state = state  # a broken change is tried again only once it changes again
+            if state != self._pending:
+                self._pending = state  # changed since the last look: wait until it settles
+                return False
             anchors, inter = _load_dirs(*self.dirs)
         except (OSError, TrustError) as exc:
+            if str(exc) != self.reload_error:  # logged once per distinct failure
+                log.error(
+                    "trust material changed but cannot be loaded (%s); the previous %d "
+                    "anchors and %d intermediates stay in use",
+                    exc,
+                    len(self.anchors),
+                    len(self.intermediates),
+                )
             self.reload_error = str(exc)
-            log.error(
-                "trust material changed but cannot be loaded (%s); the previous %d "
-                "anchors and %d intermediates stay in use",
-                exc,
-                len(self.anchors),
-                len(self.intermediates),
-            )
             return False
+        self._state = state
         self._use(anchors, inter)
         self.reloads += 1
         self.reload_error = None

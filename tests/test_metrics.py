@@ -216,9 +216,13 @@ def test_trust_gauges_show_the_set_in_use_and_a_change_that_did_not_load(tmp_pat
     trust_dir = trust.dirs[0]
     (trust_dir / "new.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA")
     trust.clock.t += 1.0
+    assert scrape()[("som_trust_reload_failed", ())] == 0  # seen, not settled yet
+    trust.clock.t += 1.0
     seen = scrape()  # the scrape looks at the directories too (no orders need to flow)
     assert seen[("som_trust_reload_failed", ())] == 1
     assert seen[("som_trust_certificates", ("anchor",))] == 1
     (trust_dir / "new.pem").unlink()
+    trust.clock.t += 1.0
+    scrape()
     trust.clock.t += 1.0
     assert scrape()[("som_trust_reload_failed", ())] == 0

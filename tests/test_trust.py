@@ -156,29 +156,38 @@ def test_trust_directories_are_read_again_when_they_change(tmp_path):
 
     new.write(tmp_path / "new")
     (trust / "new-root.pem").write_bytes((tmp_path / "new/trust/root.pem").read_bytes())
-    (inter / "new-sub.pem").write_bytes((tmp_path / "new/intermediates/sub-ca.pem").read_bytes())
+    sub = (tmp_path / "new/intermediates/sub-ca.pem").read_bytes()
+    (inter / "new-sub.pem").write_bytes(sub[: len(sub) // 2])  # a copy in progress
     assert not store.maybe_reload()  # looked at most once per interval
     clock.t += 1.0
-    assert store.maybe_reload() and store.reloads == 1
+    assert not store.maybe_reload()  # changed since the last look: wait until it settles
+    (inter / "new-sub.pem").write_bytes(sub)  # the copy completes
+    clock.t += 1.0
+    assert not store.maybe_reload() and store.reloads == 0  # changed again: wait
+    clock.t += 1.0
+    assert store.maybe_reload() and store.reloads == 1  # settled for one interval: loaded
     assert len(store.anchors) == 2 and store.chain(signer_new, (), cs.SIGNED)
 
+    def settle() -> bool:
+        clock.t += 1.0
+        first = store.maybe_reload()
+        clock.t += 1.0
+        return first or store.maybe_reload()
+
     (trust / "old-root.pem").unlink()  # the old anchor withdrawn: its cached path goes too
-    clock.t += 1.0
-    assert store.maybe_reload()
+    assert settle()
     with pytest.raises(Rejected) as info:
         store.chain(signer_old, (), cs.SIGNED)
     assert info.value.reason is RejectReason.UNTRUSTED_CHAIN
 
-    (trust / "half-copied.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA")
-    clock.t += 1.0
-    assert not store.maybe_reload()
-    assert "half-copied.pem" in store.reload_error
+    # a bundle whose second certificate is cut short: an error, not one certificate
+    root_pem = (tmp_path / "new/trust/root.pem").read_bytes()
+    (trust / "bundle.pem").write_bytes(root_pem + b"-----BEGIN CERTIFICATE-----\nAAAA")
+    assert not settle()
+    assert "bundle.pem" in store.reload_error
     assert store.chain(signer_new, (), cs.SIGNED)  # the previous set stays in use
-    clock.t += 1.0
-    assert not store.maybe_reload() and store.reload_error  # unchanged: not parsed again
-    (trust / "half-copied.pem").unlink()
-    clock.t += 1.0
-    assert store.maybe_reload() and store.reload_error is None and store.reloads == 3
+    (trust / "bundle.pem").unlink()
+    assert settle() and store.reload_error is None and store.reloads == 3
 
 
 def test_verifier_trusts_a_new_intermediate_without_a_restart(tmp_path):
@@ -198,5 +207,13 @@ def test_verifier_trusts_a_new_intermediate_without_a_restart(tmp_path):
     assert info.value.reason is RejectReason.UNTRUSTED_CHAIN
     (tmp_path / "intermediates" / "next-sub.pem").write_bytes(
         rotated.sub_cert.public_bytes(Encoding.PEM))
+    clock.t += 1.0  # seen; loaded once it has stood still for another second
+    assert _reason_of(v, raw) is RejectReason.UNTRUSTED_CHAIN
     clock.t += 1.0
     assert v.verify(raw).kind == "cms"
+
+
+def _reason_of(v: Verifier, raw: bytes) -> RejectReason:
+    with pytest.raises(Rejected) as info:
+        v.verify(raw)
+    return info.value.reason
