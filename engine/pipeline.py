@@ -389,7 +389,8 @@ class Pipeline:
         """
         received = received or Received.now()
         try:
-            review, signer = self.review_auth.open(raw)
+            review, signer = self.review_auth.open(raw, self._review_receipt(received))
+            _not_after_receipt(review, received, self.settings.verification.max_future_skew_s)
             profile = profiles.get(review.purchaser_dea)
             cases = apply_review(profile, review, self.settings.scoring.repeat_hold_days)
         except Rejected as exc:
@@ -411,8 +412,15 @@ class Pipeline:
         replay; ``-inf`` when it cannot be read (it is then rejected first, with its reason)."""
         try:
             return self.review_auth.open(raw)[0].reviewed_ts
-        except Rejected:
+        except Exception:  # the rejection (or internal error) comes when it is applied
             return float("-inf")
+
+    def _review_receipt(self, received: Received) -> datetime | None:
+        """When a review's signer must also be valid: at receipt for live reviews (as
+        ``time_rules_at = "received"`` judges orders), never for a replayed history."""
+        if self.judge_at is not None:
+            return self.judge_at
+        return datetime.fromtimestamp(received.ts, UTC) if self._judge_at_receipt else None
 
     def process(
         self,
@@ -444,6 +452,19 @@ def _internal(verified: VerifiedOrder, received: Received, exc: Exception) -> Re
         order.order_number,
         order.purchaser.dea_number,
     )
+
+
+def _not_after_receipt(review, received: Received, skew_s: float) -> None:
+    """A review dated after it arrived would stand over every later real review of the
+    order (the newest one stands): refused, like a future-dated order."""
+    if review.reviewed_ts > received.ts + skew_s:
+        raise Rejected(
+            RejectReason.FUTURE_DATED,
+            f"reviewed_at {review.reviewed_at} is after its receipt {received.iso} plus "
+            f"{skew_s:g} s clock skew",
+            order_number=review.order_number,
+            purchaser_dea=review.purchaser_dea,
+        )
 
 
 def _rejection(exc: Rejected, raw: bytes, received: Received, digest: str = "") -> Rejection:

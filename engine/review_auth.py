@@ -39,10 +39,11 @@ class ReviewSigner:
     """The certificate a review was signed with (public PKI data, no key material)."""
 
     subject: str  # RFC 4514
-    serial: str  # hex
+    serial: str  # hex, unique per issuer
+    issuer: str  # RFC 4514
 
     def to_dict(self) -> dict[str, str]:
-        return {"subject": self.subject, "serial": self.serial}
+        return {"subject": self.subject, "serial": self.serial, "issuer": self.issuer}
 
 
 class ReviewAuthenticator:
@@ -61,8 +62,15 @@ class ReviewAuthenticator:
             raise ValueError(f"reviews.trust_dir: {exc}") from None
         return cls(trust, require_signature)
 
-    def open(self, raw: bytes) -> tuple[Review, ReviewSigner | None]:
-        """The review and who signed it (None: unsigned); ``Rejected`` with the reason."""
+    def open(
+        self, raw: bytes, received_at: datetime | None = None
+    ) -> tuple[Review, ReviewSigner | None]:
+        """The review and who signed it (None: unsigned); ``Rejected`` with the reason.
+
+        The signer's certificate must be valid when the review says it was made and, given
+        ``received_at`` (live reviews), when it arrived: a review dated back into an
+        expired certificate's life is refused on the stream.
+        """
         if not _signed(raw):
             review = parse_review(raw)
             if self.require_signature:
@@ -89,14 +97,18 @@ class ReviewAuthenticator:
         try:
             chain = self.trust.chain(message.signer_info, message.chain_info,
                                      datetime.fromtimestamp(review.reviewed_ts, UTC))  # fmt: skip
+            if received_at is not None:
+                chain.check_time(received_at)
         except Rejected as exc:
             raise _with(review, exc) from None
-        info = chain.certs[0]
-        return review, ReviewSigner(info.cert.subject.rfc4514_string(), format(info.serial, "x"))
+        cert = chain.certs[0].cert
+        return review, ReviewSigner(
+            cert.subject.rfc4514_string(), f"{cert.serial_number:x}", cert.issuer.rfc4514_string()
+        )
 
 
 def _signed(raw: bytes) -> bool:
-    """CMS (DER or PEM) or a JSON envelope with a payload; plain JSON is an unsigned review
+    """CMS (DER or PEM) or a JSON envelope (payload and signature); plain JSON is an unsigned review
     (and anything else goes to ``parse_review``, which names what is wrong)."""
     if not raw:
         return False
@@ -111,7 +123,7 @@ def _signed(raw: bytes) -> bool:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError):
         return False
-    return isinstance(data, dict) and "payload" in data
+    return isinstance(data, dict) and "payload" in data and "signature" in data
 
 
 def _unsigned(review: Review) -> Rejected:

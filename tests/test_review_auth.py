@@ -174,3 +174,29 @@ def test_som_review_signs_with_the_officers_key_and_names_a_wrong_one(case_syste
     assert result.exit_code == 2 and "--sign-key" in result.output
     result = CliRunner().invoke(main, [*args, "--sign-cert", str(cert)])
     assert result.exit_code == 2 and "--sign-key" in result.output
+
+
+def test_a_live_review_needs_its_signer_valid_at_receipt_too(case_system):
+    """Backdating a review into an expired certificate's life does not work on the stream."""
+    _, who = case_system
+    raw = sign_cms(review(), who)
+    auth = _auth(case_system)
+    assert auth.open(raw, received_at=AT + timedelta(hours=1))[1].issuer.startswith("CN=")
+    with pytest.raises(Rejected) as info:
+        auth.open(raw, received_at=cs.T1 + timedelta(days=1))
+    assert info.value.reason is RejectReason.CERT_EXPIRED
+
+
+def test_a_review_dated_after_its_receipt_is_refused(held):
+    """It would stand over every later real review of the order (the newest stands)."""
+    from engine.pipeline import Received
+    from engine.records import Rejection
+
+    tf, settings, messages, _ = held
+    pipeline, profiles = build_pipeline(settings), {}
+    replay(pipeline, messages, profiles=profiles)
+    received = Received(SPIKE_DAY.timestamp() + 86400, "2025-05-20T15:00:00.000Z")
+    late = plain_review("25X000096", "cleared", SPIKE_DAY + timedelta(days=30))
+    out = pipeline.review(late, profiles, received)
+    assert isinstance(out, Rejection) and out.reason == RejectReason.FUTURE_DATED
+    assert out.order_number == "25X000096" and "clock skew" in out.detail
