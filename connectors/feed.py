@@ -53,7 +53,7 @@ def iter_feed(fh: IO[str], name: str = "<feed>") -> Iterator[bytes]:
                 continue
             except (ValueError, TypeError):
                 pass
-        yield line.encode("utf-8")
+        yield line.encode("utf-8", "surrogateescape")  # the bytes as they were
 
 
 def read_feed(path: str | Path) -> Iterator[bytes]:

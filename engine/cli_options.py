@@ -194,13 +194,15 @@ def load_pipeline(settings: Settings, judge_at: datetime | None = None):
 
 
 def reviews_file(path: str | None) -> list[bytes] | None:
-    """The messages of a reviews file (one JSON object per line), or None without one."""
+    """The messages of a reviews file, or None without one: a line per message, as in a
+    feed file (a JSON object, or a JSON string holding the base64 of a CMS-signed review)."""
+    from connectors.feed import read_feed
+
     if not path:
         return None
     if not Path(path).is_file():
         raise click.BadParameter(f"reviews file {path} does not exist", param_hint="--reviews")
-    with open(path, "rb") as fh:
-        return [line.strip() for line in fh if line.strip()]
+    return list(read_feed(path))
 
 
 def history_pipeline(feed, config_path, models_dir, judge_at, overrides: dict):

@@ -27,6 +27,19 @@ def test_every_message_ends_as_one_record(tmp_path):
     }
 
 
+def test_a_feed_line_that_is_not_utf8_is_rejected_not_a_crash(tmp_path):
+    """A line of a feed file that is not UTF-8 reaches the verify stage as the bytes it was
+    (as on Kafka) and is rejected with a reason; the lines after it are still decided."""
+    tf = build_feed(tmp_path, weeks=2, bad=False)
+    good = tf.feed.read_bytes()
+    tf.feed.write_bytes(b"\xff\xfe not an order\n" + good)
+    messages = list(read_feed(tf.feed))
+    assert messages[0] == b"\xff\xfe not an order" and len(messages) == len(tf.messages) + 1
+    summary = replay(build_pipeline(load_settings(tf.config)), messages)
+    assert summary.rejections_by_reason == {"malformed": 1}
+    assert summary.released + summary.held == len(tf.messages)
+
+
 def test_size_spike_is_held_and_formula_reported(tmp_path):
     tf = build_feed(tmp_path, bad=False)
     pipeline = build_pipeline(load_settings(tf.config))

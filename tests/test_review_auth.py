@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from config import load_settings
 from connectors.demo_pki import DemoPKI
 from connectors.signing import sign_cms, sign_json_envelope
 from engine.build import build_pipeline
@@ -200,3 +201,33 @@ def test_a_review_dated_after_its_receipt_is_refused(held):
     out = pipeline.review(late, profiles, received)
     assert isinstance(out, Rejection) and out.reason == RejectReason.FUTURE_DATED
     assert out.order_number == "25X000096" and "clock skew" in out.detail
+
+
+def test_som_replay_reads_cms_signed_reviews_from_a_file(held, case_system, tmp_path):
+    """A reviews file holds CMS as a feed does: a JSON string with the base64 of the DER."""
+    import subprocess
+    import sys
+
+    from connectors.feed import line_for
+
+    tf, _, messages, _ = held
+    trust, who = case_system
+    config = tf.config.parent / "som-signed-reviews.toml"
+    config.write_text(tf.config.read_text() + f'\n[reviews]\ntrust_dir = "{trust}"\n'
+                      "require_signature = true\n")
+    probe: list = []
+    replay(build_pipeline(load_settings(config)), messages, on_outcome=probe.append)
+    spike = next(o for o in probe if isinstance(o, Decision) and o.decision == "HOLD"
+                 and o.purchaser_dea == PURCHASERS[0])
+    cms = sign_cms(plain_review(spike.order_number, "reported", SPIKE_DAY + timedelta(days=1)),
+                   who)
+    reviews = tmp_path / "reviews.jsonl"
+    reviews.write_text(line_for(cms) + "\n")
+    out = tmp_path / "decisions.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "replay", str(tf.feed),
+                           "--config", str(config), "--out", str(out), "--reviews", str(reviews)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    (line,) = (tmp_path / "decisions.reviews.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    assert record["outcome"] == "reported" and "Case System [TEST]" in record["signer"]["subject"]
