@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -162,7 +163,7 @@ def evaluate(runs: list[dict]) -> dict:
             "event_formula": event_formula}
 
 
-def formula_tradeoff(ev: dict, recall: float, false_holds: int) -> dict:
+def formula_tradeoff(ev: dict, caught: int, false_holds: int) -> dict:
     """The formula with its multipliers scaled, at the engine's recall and at its false holds.
 
     The formula's score is the order over 3x (8x) the average month, so holding at a
@@ -177,20 +178,26 @@ def formula_tradeoff(ev: dict, recall: float, false_holds: int) -> dict:
     normal = sorted((s for s, is_normal in ev["formula"] if is_normal), reverse=True)
     reachable = [s for s in events if s > 0.0]
 
-    def at(target: float) -> dict | None:
-        need = min(len(events), max(1, -int(-target * len(events) // 1)))  # ceil
+    if not events:
+        return {"max_recall": None, "at_engine_recall": None, "at_recall_0.5": None,
+                "at_recall_0.8": None, "recall_at_engine_false_holds": None}
+
+    def at(need: int) -> dict | None:
+        """The highest multiplier scale at which ``need`` events are caught."""
+        need = max(1, need)
         if need > len(reachable):
             return None  # not reachable by scaling the multipliers
         s = reachable[need - 1]
         held = sum(1 for x, _ in ev["formula"] if x >= s)
-        caught = sum(1 for x in events if x >= s)
-        return {"recall": round(caught / len(events), 4), "multiplier_scale": round(s, 4),
+        got = sum(1 for x in events if x >= s)
+        return {"recall": round(got / len(events), 4), "multiplier_scale": round(s, 4),
                 "false_holds": sum(1 for x in normal if x >= s),
                 "hold_rate": round(held / max(len(ev["formula"]), 1), 5)}
 
     out: dict = {"max_recall": round(len(reachable) / max(len(events), 1), 4),
-                 "at_engine_recall": at(recall), "at_recall_0.5": at(0.5),
-                 "at_recall_0.8": at(0.8)}
+                 "at_engine_recall": at(caught),
+                 "at_recall_0.5": at(math.ceil(0.5 * len(events) - 1e-9)),
+                 "at_recall_0.8": at(math.ceil(0.8 * len(events) - 1e-9))}
     # hold only scores above the (budget + 1)-th highest normal one: <= budget false holds
     floor = normal[false_holds] if false_holds < len(normal) else 0.0
     out["recall_at_engine_false_holds"] = round(
@@ -302,8 +309,10 @@ def main(argv: list[str] | None = None) -> None:
               f"{run['times']['replay_s']:.0f} s", flush=True)
         runs.append(run)
     ev = evaluate(runs)
-    result = report(summarise(ev, "engine"), summarise(ev, "baseline"), ev["codes"])
-    trade = formula_tradeoff(ev, result["recall"], result["false_holds"])
+    engine = summarise(ev, "engine")
+    result = report(engine, summarise(ev, "baseline"), ev["codes"])
+    caught = round(engine["event_recall"] * engine["events"])  # exact: a count over a count
+    trade = formula_tradeoff(ev, caught, result["false_holds"])
     at = trade["at_engine_recall"]
     print("\nthe formula with scaled multipliers:")
     if at is None:
