@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from connectors.demo_pki import Identity
@@ -64,6 +64,9 @@ def load_identity(cert_pem: bytes, key_pem: bytes) -> Identity:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"key: not an unencrypted PEM private key ({exc})") from None
-    if key.public_key().public_numbers() != certs[0].public_key().public_numbers():
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(*spki) != certs[0].public_key().public_bytes(*spki):
         raise ValueError("key: does not belong to the first certificate")
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError("key: only RSA and EC keys sign CSOS messages")
     return Identity(key=key, cert=certs[0], chain=tuple(certs[1:]))

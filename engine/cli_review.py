@@ -134,18 +134,3 @@ def _signed_review(raw: bytes, cert_path: str, key_path: str) -> bytes:
         flag = "--sign-key" if str(exc).startswith("key") else "--sign-cert"
         raise click.BadParameter(str(exc), param_hint=flag) from None
     return json.dumps(sign_json_envelope(raw, who), separators=(",", ":")).encode()
-
-
-def _signed_review(raw: bytes, cert_path: str, key_path: str) -> bytes:
-    """The review as a one-line JSON envelope signed with the officer's key (a line for
-    ``som replay --reviews`` too)."""
-    import json
-
-    from connectors.signing import load_identity, sign_json_envelope
-
-    try:
-        who = load_identity(Path(cert_path).read_bytes(), Path(key_path).read_bytes())
-    except ValueError as exc:
-        flag = "--sign-key" if str(exc).startswith("key") else "--sign-cert"
-        raise click.BadParameter(str(exc), param_hint=flag) from None
-    return json.dumps(sign_json_envelope(raw, who), separators=(",", ":")).encode()

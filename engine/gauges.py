@@ -65,6 +65,7 @@ class StateGauges:
         slow_interval_s: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        review_trust=None,
     ) -> None:
         self.registrants = registrants
         self.profile_sizes = profile_sizes
@@ -74,6 +75,7 @@ class StateGauges:
         self.slow_interval_s = slow_interval_s
         self.clock = clock
         self.now = now
+        self.review_trust = review_trust  # [reviews] trust_dir's store, when reviews are signed
         self._slow: tuple[float, float, dict[int, int]] | None = None  # at, state bytes, expiring
 
     def describe(self) -> list[GaugeMetricFamily]:
@@ -95,7 +97,7 @@ class StateGauges:
             )
         trust = getattr(self.verifier, "trust", None)
         if trust is not None:
-            yield from _trust_families(trust)
+            yield from _trust_families(trust, self.review_trust)
 
     @staticmethod
     def _safe(fn: Callable[[], int]) -> int:
@@ -174,23 +176,29 @@ class StateGauges:
         )
 
 
-def _trust_families(trust) -> Iterator[GaugeMetricFamily]:
-    """Certificates in use, and whether the last change to the trust directories loaded."""
-    try:
-        trust.maybe_reload()  # a change while no orders flow is seen by the scrape
-    except Exception:
-        pass
+def _trust_families(trust, review_trust=None) -> Iterator[GaugeMetricFamily]:
+    """Certificates in use, and whether the last change to a trust directory loaded (the
+    CSOS anchors and intermediates; the reviews' CAs when reviews are signed)."""
+    stores = [s for s in (trust, review_trust) if s is not None]
+    for store in stores:
+        try:
+            store.maybe_reload()  # a change while no orders flow is seen by the scrape
+        except Exception:
+            pass
     g = GaugeMetricFamily(
         "som_trust_certificates",
-        "Trust anchors and intermediate CA certificates in use for CSOS path validation",
+        "CA certificates in use: CSOS trust anchors and intermediates, and the CAs that may "
+        "sign officers' reviews",
         labels=["kind"],
     )
     g.add_metric(["anchor"], len(trust.anchors))
     g.add_metric(["intermediate"], len(trust.intermediates))
+    if review_trust is not None:
+        g.add_metric(["review_anchor"], len(review_trust.anchors))
     yield g
     yield GaugeMetricFamily(
         "som_trust_reload_failed",
-        "1 when the trust directories changed but could not be loaded (the previous set "
-        "stays in use; the worker log names the file)",
-        value=1 if trust.reload_error else 0,
+        "1 when a trust directory changed but could not be loaded (the previous set stays "
+        "in use; the worker log names the file)",
+        value=1 if any(s.reload_error for s in stores) else 0,
     )

@@ -345,6 +345,7 @@ def create_app(
                 verifier=pipeline.verifier,
                 cert_watch=cert_watch,
                 lag=lag,
+                review_trust=pipeline.review_auth.trust,
             )
         )
 

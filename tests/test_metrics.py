@@ -212,7 +212,12 @@ def test_trust_gauges_show_the_set_in_use_and_a_change_that_did_not_load(tmp_pat
     seen = scrape()
     assert seen[("som_trust_certificates", ("anchor",))] == 1
     assert seen[("som_trust_certificates", ("intermediate",))] == 1
+    assert ("som_trust_certificates", ("review_anchor",)) not in seen  # reviews unsigned
     assert seen[("som_trust_reload_failed", ())] == 0
+    from connectors.trust import TrustStore
+
+    g.review_trust = TrustStore.from_dirs(trust.dirs[0], None)  # [reviews] trust_dir
+    assert scrape()[("som_trust_certificates", ("review_anchor",))] == 1
     trust_dir = trust.dirs[0]
     (trust_dir / "new.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA")
     trust.clock.t += 1.0
