@@ -231,3 +231,23 @@ def test_som_replay_reads_cms_signed_reviews_from_a_file(held, case_system, tmp_
     (line,) = (tmp_path / "decisions.reviews.jsonl").read_text().splitlines()
     record = json.loads(line)
     assert record["outcome"] == "reported" and "Case System [TEST]" in record["signer"]["subject"]
+
+
+def test_load_identity_names_what_is_wrong(case_system):
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from connectors.signing import load_identity
+
+    _, who = case_system
+    pem = ser.Encoding.PEM
+    cert = b"".join(c.public_bytes(pem) for c in (who.cert, *who.chain))
+    raw_key = who.key.private_bytes(pem, ser.PrivateFormat.PKCS8, ser.NoEncryption())
+    assert load_identity(cert, raw_key).cert == who.cert
+    ed = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        pem, ser.PrivateFormat.PKCS8, ser.NoEncryption())
+    for bad_cert, bad_key, says in ((cert, ed, "key: does not belong"),
+                                    (b"junk", raw_key, "certificate:"),
+                                    (cert, b"junk", "key: not")):
+        with pytest.raises(ValueError, match=says):
+            load_identity(bad_cert, bad_key)
