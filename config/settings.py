@@ -78,10 +78,19 @@ class CatalogSettings(_Frozen):
 
 
 FINDING_CODES = (
-    "size_own", "size_peer", "size_repeat_held", "frequency_count", "split_orders",
-    "pattern_new_family", "pattern_strength", "pattern_strength_mix", "pattern_ramp",
-    "pattern_volume", "pattern_mix",
-    "isolation_forest", "formula_baseline",
+    "size_own",
+    "size_peer",
+    "size_repeat_held",
+    "frequency_count",
+    "split_orders",
+    "pattern_new_family",
+    "pattern_strength",
+    "pattern_strength_mix",
+    "pattern_ramp",
+    "pattern_volume",
+    "pattern_mix",
+    "isolation_forest",
+    "formula_baseline",
 )
 
 
@@ -147,14 +156,21 @@ class ScoringSettings(_Frozen):
 class ReviewSettings(_Frozen):
     trust_dir: str = ""
     require_signature: bool = False
+    crl_dir: str = ""
+    allowed_signers: list[str] = []
 
     @model_validator(mode="after")
     def _needs_a_ca(self) -> ReviewSettings:
-        if self.require_signature and not self.trust_dir:
-            raise ValueError(
-                "require_signature = true needs trust_dir: the CA(s) whose certificates may "
-                "sign reviews (the case-management system's)"
-            )
+        for key, value in (
+            ("require_signature = true", self.require_signature),
+            ("crl_dir", self.crl_dir),
+            ("allowed_signers", self.allowed_signers),
+        ):
+            if value and not self.trust_dir:
+                raise ValueError(
+                    f"{key} needs trust_dir: the CA(s) whose certificates may sign reviews "
+                    "(the case-management system's)"
+                )
         return self
 
 

@@ -81,7 +81,10 @@ def build_pipeline(settings: Settings, judge_at: datetime | None = None) -> Pipe
     policy = Policy(sc.limits, [o.model_dump() for o in sc.overrides])
     rv = settings.reviews
     review_auth = ReviewAuthenticator.from_dirs(
-        settings.resolve(rv.trust_dir) if rv.trust_dir else None, rv.require_signature
+        settings.resolve(rv.trust_dir) if rv.trust_dir else None,
+        rv.require_signature,
+        settings.resolve(rv.crl_dir) if rv.crl_dir else None,
+        tuple(rv.allowed_signers),
     )
     return Pipeline(
         settings,

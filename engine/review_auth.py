@@ -6,8 +6,10 @@ who writes; a signature proves, to an investigator and from the record alone, th
 case-management system (or the officer) sent it. Reviews are signed like CSOS orders
 (DESIGN.md 3.2): the review JSON as CMS SignedData (``openssl cms -sign``; DER or PEM) or
 the JSON envelope. The signer's certificate must chain to a CA in ``[reviews] trust_dir``
-at the review's ``reviewed_at``; its subject and serial go into the review's record.
-With ``require_signature = true`` an unsigned review is rejected (``bad_signature``).
+at the review's ``reviewed_at``, must not be revoked before it when ``[reviews] crl_dir``
+holds the CA's CRL, and must be one of ``allowed_signers`` when that list is set; its
+subject, serial and issuer go into the review's record. With ``require_signature = true``
+an unsigned review is rejected (``bad_signature``).
 
 >>> auth = ReviewAuthenticator(None, require_signature=False)
 >>> review, signer = auth.open(b'{"order_number": "25X00A123", "purchaser_dea": '
@@ -24,10 +26,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from connectors.crls import CrlStore
 from connectors.envelope import open_envelope
 from connectors.trust import TrustError, TrustStore
 from engine.records import Rejected, RejectReason
 from engine.review import Review, parse_review
+from engine.revocation import RevocationCheck
 
 __all__ = ["ReviewAuthenticator", "ReviewSigner", "MAX_SIGNED_REVIEW_BYTES"]
 
@@ -49,18 +53,37 @@ class ReviewSigner:
 class ReviewAuthenticator:
     """Opens a message of the reviews topic: the review, and its signer when signed."""
 
-    def __init__(self, trust: TrustStore | None, require_signature: bool = False) -> None:
+    def __init__(
+        self,
+        trust: TrustStore | None,
+        require_signature: bool = False,
+        crls: CrlStore | None = None,
+        allowed_signers: tuple[str, ...] = (),
+    ) -> None:
         self.trust = trust
         self.require_signature = require_signature
+        self.stats: dict[str, int] = {}
+        self.revocation = RevocationCheck(crls, "reject", self.stats) if crls else None
+        self.allowed_signers = frozenset(allowed_signers)  # RFC 4514 subjects; empty: any
 
     @classmethod
-    def from_dirs(cls, trust_dir: Path | None, require_signature: bool) -> ReviewAuthenticator:
+    def from_dirs(
+        cls,
+        trust_dir: Path | None,
+        require_signature: bool,
+        crl_dir: Path | None = None,
+        allowed_signers: tuple[str, ...] = (),
+    ) -> ReviewAuthenticator:
         """``trust_dir`` None: signed reviews cannot be checked (and are rejected)."""
         try:
             trust = TrustStore.from_dirs(trust_dir, None) if trust_dir else None
         except TrustError as exc:
             raise ValueError(f"reviews.trust_dir: {exc}") from None
-        return cls(trust, require_signature)
+        try:
+            crls = CrlStore(crl_dir) if crl_dir else None
+        except ValueError as exc:
+            raise ValueError(f"reviews.crl_dir: {exc}") from None
+        return cls(trust, require_signature, crls, allowed_signers)
 
     def open(
         self, raw: bytes, received_at: datetime | None = None
@@ -99,6 +122,15 @@ class ReviewAuthenticator:
                                      datetime.fromtimestamp(review.reviewed_ts, UTC))  # fmt: skip
             if received_at is not None:
                 chain.check_time(received_at)
+            if self.revocation is not None:  # revoked before the review was made
+                made = datetime.fromtimestamp(review.reviewed_ts, UTC)
+                self.revocation.check(chain, made, received_at or made)
+            subject = chain.certs[0].cert.subject.rfc4514_string()
+            if self.allowed_signers and subject not in self.allowed_signers:
+                raise Rejected(
+                    RejectReason.UNTRUSTED_CHAIN,
+                    f"signer {subject} is not in reviews.allowed_signers",
+                )
         except Rejected as exc:
             raise _with(review, exc) from None
         cert = chain.certs[0].cert

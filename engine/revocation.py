@@ -87,6 +87,6 @@ class RevocationCheck:
                 raise Rejected(
                     RejectReason.CERT_REVOKED,
                     f"{who} serial {info.serial:x} revoked {when.isoformat()}, "
-                    f"before the order was signed {signed_at.isoformat()}",
+                    f"before the message was signed {signed_at.isoformat()}",
                 )
             self._count("revoked_after_signing")

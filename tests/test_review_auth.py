@@ -147,6 +147,9 @@ def test_require_signature_without_a_ca_names_the_keys(tmp_path):
     with pytest.raises(ConfigError, match="reviews") as info:
         load_settings(cfg)
     assert "trust_dir" in str(info.value) and str(cfg) in str(info.value)
+    cfg.write_text('[reviews]\nallowed_signers = ["CN=Case System"]\n')
+    with pytest.raises(ConfigError, match="allowed_signers needs trust_dir"):
+        load_settings(cfg)
 
 
 def test_som_review_signs_with_the_officers_key_and_names_a_wrong_one(case_system, tmp_path):
@@ -251,3 +254,24 @@ def test_load_identity_names_what_is_wrong(case_system):
                                     (cert, b"junk", "key: not")):
         with pytest.raises(ValueError, match=says):
             load_identity(bad_cert, bad_key)
+
+
+def test_a_revoked_or_unlisted_review_signer_is_refused(tmp_path):
+    """With the reviews CA's CRL, a departed officer's certificate stops signing from its
+    revocation on; with allowed_signers, only the listed subjects sign at all."""
+    ca = DemoPKI.create(cs.T0, cs.T1, seed=43)
+    officer = ca.issue_registrant("AB1234563", "Officer 17 [TEST]", ["2"], cs.T0, cs.T1)
+    system = ca.issue_registrant("AB1234563", "Case System [TEST]", ["2"], cs.T0, cs.T1)
+    ca.revoke(officer.cert, AT + timedelta(days=10))
+    ca.write(tmp_path, crl=ca.crl(cs.T0, cs.T1))
+    trust, crls = tmp_path / "trust", tmp_path / "crl"
+    auth = ReviewAuthenticator.from_dirs(trust, True, crls)
+    assert auth.open(sign_cms(review(), officer))[1] is not None  # before the revocation
+    late = sign_cms(review(at=AT + timedelta(days=11)), officer)
+    err = _reason(auth, late)
+    assert err.reason is RejectReason.CERT_REVOKED and err.order_number == "25X00A123"
+    listed = system.cert.subject.rfc4514_string()
+    auth = ReviewAuthenticator.from_dirs(trust, True, crls, (listed,))
+    assert auth.open(sign_cms(review(), system))[1].subject == listed
+    err = _reason(auth, sign_cms(review(), officer))
+    assert err.reason is RejectReason.UNTRUSTED_CHAIN and "allowed_signers" in err.detail
