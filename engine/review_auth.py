@@ -21,13 +21,17 @@ an unsigned review is rejected (``bad_signature``).
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from connectors.certcache import pem_blocks
+from connectors.cms import parse_cms
 from connectors.crls import CrlStore
 from connectors.envelope import open_envelope
+from connectors.identifiers import dea_number_valid, order_number_valid
 from connectors.trust import TrustError, TrustStore
 from engine.records import Rejected, RejectReason
 from engine.review import Review, parse_review
@@ -102,7 +106,10 @@ class ReviewAuthenticator:
         if len(raw) > MAX_SIGNED_REVIEW_BYTES:
             raise Rejected(RejectReason.TOO_LARGE, f"signed review message of {len(raw)} bytes "
                            f"exceeds {MAX_SIGNED_REVIEW_BYTES}")  # fmt: skip
-        message = open_envelope(raw, MAX_SIGNED_REVIEW_BYTES)
+        try:
+            message = open_envelope(raw, MAX_SIGNED_REVIEW_BYTES)
+        except Rejected as exc:  # name the review's order for the reconciliation if readable
+            raise _with_hints(exc, raw) from None
         review = parse_review(message.payload)
         if message.signer_info is None:  # an envelope without a signature
             if self.require_signature:
@@ -172,4 +179,23 @@ def _with(review: Review, exc: Rejected) -> Rejected:
     """The rejection with the review's order and purchaser, for the audit record."""
     exc.order_number = exc.order_number or review.order_number
     exc.purchaser_dea = exc.purchaser_dea or review.purchaser_dea
+    return exc
+
+
+def _with_hints(exc: Rejected, raw: bytes) -> Rejected:
+    """A rejected envelope with the order and purchaser its (unverified) review names."""
+    try:
+        if raw[:1] == b"{":
+            payload = base64.b64decode(json.loads(raw)["payload"], validate=True)
+        else:
+            der = raw if raw[:1] == b"\x30" else pem_blocks(raw)[0][1]
+            payload = parse_cms(der).content
+        data = json.loads(payload)
+    except Exception:
+        return exc  # nothing readable: the rejection carries the message's digest only
+    number, dea = data.get("order_number"), data.get("purchaser_dea")
+    if exc.order_number is None and isinstance(number, str) and order_number_valid(number):
+        exc.order_number = number
+    if exc.purchaser_dea is None and isinstance(dea, str) and dea_number_valid(dea):
+        exc.purchaser_dea = dea
     return exc

@@ -76,6 +76,7 @@ def test_a_changed_signed_review_is_a_bad_signature(case_system):
     envelope["payload"] = base64.b64encode(review(outcome="reported")).decode()
     err = _reason(_auth(case_system), json.dumps(envelope).encode())
     assert err.reason is RejectReason.BAD_SIGNATURE
+    assert (err.order_number, err.purchaser_dea) == ("25X00A123", cs.PURCHASER)  # for reconciling
 
 
 def test_a_review_signed_under_another_ca_is_untrusted(case_system):
