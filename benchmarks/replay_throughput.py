@@ -7,7 +7,7 @@ decide and the decision record. The reference in the same run is the same core
 with only the DEA formula baseline (the engine before the scorers), so the ratio
 shows what the scorers cost; the goal is 100,000 orders/s.
 
-    python benchmarks/replay_throughput.py [--registrants 1500 --days 180 --seed 31]
+    python benchmarks/replay_throughput.py [--registrants 1500 --days 180 --seed 31] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from models.train import collect, fit_models  # noqa: E402
 __all__ = ["measure"]
 
 
-def _timed(pipeline, messages: list[bytes], repeat: int) -> float:
+def _timed(pipeline, messages: list[bytes], repeat: int, jobs: int = 1) -> float:
     best = float("inf")
     for _ in range(repeat):
         outcomes: list = []
         t0 = time.perf_counter()
-        replay(pipeline, messages, profiles={}, on_outcome=outcomes.append)
+        replay(pipeline, messages, profiles={}, on_outcome=outcomes.append, jobs=jobs)
         best = min(best, time.perf_counter() - t0)
         _check(outcomes)
     return len(messages) / best
@@ -53,8 +53,10 @@ def _check(outcomes: list) -> None:
                          "broken core")
 
 
-def measure(folder: Path, repeat: int = 2) -> dict:
-    """Orders/s of the full engine and of the formula-only core over one feed."""
+def measure(folder: Path, repeat: int = 2, jobs: int = 1) -> dict:
+    """Orders/s of the full engine and of the formula-only core over one feed; with
+    ``jobs`` > 1 also of the engine with the registrants shared among that many processes
+    (``som replay --jobs``: a backtest's wall time, not the one-core goal)."""
     from benchmarks.detection import CachedVerifier
     from models.artifacts import save_models
 
@@ -75,10 +77,14 @@ def measure(folder: Path, repeat: int = 2) -> dict:
         sc.formula_window_days, sc.formula_min_history_days)])
     engine = _timed(full, messages, repeat)
     reference = _timed(formula_only, messages, repeat)
-    return {"orders": len(messages), "engine_orders_per_s": round(engine),
-            "formula_only_orders_per_s": round(reference),
-            "engine_vs_formula_only": round(engine / reference, 3),
-            "goal_orders_per_s": 100_000}
+    result = {"orders": len(messages), "engine_orders_per_s": round(engine),
+              "formula_only_orders_per_s": round(reference),
+              "engine_vs_formula_only": round(engine / reference, 3),
+              "goal_orders_per_s": 100_000}
+    if jobs > 1:
+        result["jobs"] = jobs
+        result["engine_jobs_orders_per_s"] = round(_timed(full, messages, repeat, jobs))
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,9 +95,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--days", type=int, default=180)
     ap.add_argument("--seed", type=int, default=31)
     ap.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "som-detection"))
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="also time `som replay --jobs N` (processes sharing the registrants)")
     args = ap.parse_args(argv)
     folder = feed_folder(Path(args.workdir), args.seed, args.registrants, args.days)
-    result = measure(folder)
+    result = measure(folder, jobs=args.jobs)
     print(f"{result['orders']} orders, verification cached, one process: engine "
           f"{result['engine_orders_per_s']:,} orders/s, formula-only core "
           f"{result['formula_only_orders_per_s']:,} orders/s")

@@ -101,6 +101,13 @@ def worker(config_path, broker, web_port, partitions, app_id, loglevel) -> None:
     type=click.Path(dir_okay=False),
     help="Applied-review records as JSON lines (default: beside --out, else standard output).",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes sharing the registrants (same decisions, in feed order); not with --reviews.",
+)
 @trust_options
 def replay_cmd(
     feed,
@@ -110,6 +117,7 @@ def replay_cmd(
     models_dir,
     reviews_path,
     reviews_out_path,
+    jobs,
     trust,
 ) -> None:
     """Replay a feed file through the core, in-process, and write decisions."""
@@ -119,6 +127,8 @@ def replay_cmd(
     from engine.replay import default_rejections_path, default_reviews_path, replay
 
     reviews = reviews_file(reviews_path)
+    if jobs > 1 and reviews is not None:
+        raise click.UsageError("--jobs replays without --reviews (reviews need one process)")
     pipeline = history_pipeline(feed, config_path, models_dir, trust.at, trust.overrides())
     if out_path and not rejected_path:
         rejected_path = default_rejections_path(out_path)
@@ -128,7 +138,8 @@ def replay_cmd(
     rej = open(rejected_path, "wb") if rejected_path else None  # noqa: SIM115
     rev = open(reviews_out_path, "wb") if reviews_out_path else sys.stdout.buffer  # noqa: SIM115
     try:
-        summary = replay(pipeline, read_feed(feed), dec, rej, reviews=reviews, reviews_out=rev)
+        summary = replay(pipeline, read_feed(feed), dec, rej, reviews=reviews, reviews_out=rev,
+                         jobs=jobs)
     finally:
         if out_path:
             dec.close()

@@ -63,6 +63,7 @@ def replay(
     batch: int = BATCH,
     reviews: Iterable[bytes] | None = None,
     reviews_out: IO[bytes] | None = None,
+    jobs: int = 1,
 ) -> ReplaySummary:
     """Run every message through the core; write each record as one JSON line.
 
@@ -70,10 +71,20 @@ def replay(
     batch's rows at once); outcomes are the same as one message at a time, in order.
     ``reviews`` (messages of the reviews topic) are applied in time with the orders;
     each gives a ReviewRecord (to ``reviews_out``) or a Rejection (to ``rejections_out``),
-    counted in the summary; ``on_outcome`` sees the orders' outcomes only.
+    counted in the summary; ``on_outcome`` sees the orders' outcomes only. ``jobs`` > 1
+    shares the registrants among that many processes (``engine.replay_parallel``; not
+    with reviews), with the same outcomes in the same order.
     """
-    profiles = {} if profiles is None else profiles
     summary = ReplaySummary()
+    if jobs > 1:
+        if reviews is not None:
+            raise ValueError("reviews are replayed by one process only (jobs = 1)")
+        from engine.replay_parallel import outcomes_in_parallel
+
+        outcomes = outcomes_in_parallel(pipeline, messages, jobs, batch, profiles)
+        _emit(outcomes, summary, decisions_out, rejections_out, on_outcome)
+        return summary
+    profiles = {} if profiles is None else profiles
     with batch_gc():
         if reviews is not None:
             _replay_with_reviews(pipeline, messages, reviews, profiles, summary, batch,

@@ -68,6 +68,23 @@ def test_som_replay_cli_writes_decisions_and_rejections(tmp_path):
     assert len(decisions) + len(rejections) == len(tf.messages)
     assert all(d["decision"] in ("RELEASE", "HOLD") for d in decisions)
     assert all(d["config_version"].startswith("cfg-") for d in decisions)
+    # --jobs: the same records in the same order; not with --reviews
+    two = tmp_path / "two.jsonl"
+    cmd = [sys.executable, "-m", "engine.cli", "replay", str(tf.feed), "--config",
+           str(tf.config), "--out", str(two), "--jobs", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+    def same(d: dict) -> tuple:
+        return d["order_number"], d["decision"], d["scores"], d["reasons"]
+
+    assert [same(json.loads(x)) for x in two.read_text().splitlines()] == [
+        same(d) for d in decisions]
+    assert (tmp_path / "two.rejected.jsonl").read_text().count("\n") == len(rejections)
+    (tmp_path / "r.jsonl").write_text("")
+    proc = subprocess.run([*cmd, "--reviews", str(tmp_path / "r.jsonl")], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "--jobs" in proc.stderr and "--reviews" in proc.stderr
 
 
 def test_missing_feed_file_names_it(tmp_path):
@@ -99,9 +116,10 @@ def test_micro_batches_give_the_decisions_of_one_order_at_a_time(tmp_path):
     save_models(tmp_path / "models", fit_models(data, 0.99), data.window())
     with_models = settings.with_overrides(scoring={"models_dir": str(tmp_path / "models")})
 
-    def run(batch: int) -> list[dict]:
+    def run(batch: int, jobs: int = 1, profiles: dict | None = None) -> list[dict]:
         outcomes = []
-        replay(build_pipeline(with_models), messages, on_outcome=outcomes.append, batch=batch)
+        replay(build_pipeline(with_models), messages, on_outcome=outcomes.append, batch=batch,
+               jobs=jobs, profiles=profiles)
         rows = []
         for o in outcomes:
             d = o.to_dict()
@@ -114,6 +132,16 @@ def test_micro_batches_give_the_decisions_of_one_order_at_a_time(tmp_path):
     one, batched = run(1), run(97)
     assert len(one) == len(messages)
     assert batched == one
+    # registrants shared among processes (som replay --jobs): the same outcomes, in order,
+    # and the same final profiles
+    serial, parallel = {}, {}
+    run(64, profiles=serial)
+    assert run(64, jobs=3, profiles=parallel) == one
+    def state(profiles: dict) -> dict:  # minus the decisions kept for redelivery (wall clock)
+        return {k: (lambda st: st[:6] + st[7:])(json.loads(p.dumps_state()))
+                for k, p in profiles.items()}
+
+    assert len(parallel) == len(serial) > 50 and state(parallel) == state(serial)
     forest = [d for d in one if "isolation_forest" in d.get("scores", {})]
     assert len(forest) > len(messages) // 2  # the forest scored most orders ...
     assert any(d.get("decision") == "HOLD" for d in one)  # ... and the feed has holds
