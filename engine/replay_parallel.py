@@ -4,10 +4,11 @@ A backtest of a year of a large distributor's orders (thresholds tried one after
 is bound by the core's time per order on one core. Registrants are independent: a profile
 belongs to one purchaser DEA number, and the trained models are read-only. So the feed is
 verified once here, each purchaser's orders go, in feed order, to one of ``jobs`` forked
-processes (a stable hash of the DEA number), each runs the same core in the same
-micro-batches, and the outcomes come back merged into feed order: the same decisions as
-``engine.replay.replay`` with one process (``tests/test_replay.py`` checks it), apart from
-the wall-clock fields (``decided_at``, ``latency_ms``).
+processes (the busiest registrants first, each to the least loaded process), each runs
+the same core in the same micro-batches, and the outcomes come back merged into feed
+order: the same decisions as ``engine.replay.replay`` with one process
+(``tests/test_replay.py`` checks it), apart from the wall-clock fields (``decided_at``,
+``latency_ms``).
 
 Reviews are not sharded yet (``som replay --jobs`` refuses ``--reviews``).
 """
@@ -15,7 +16,6 @@ Reviews are not sharded yet (``som replay --jobs`` refuses ``--reviews``).
 from __future__ import annotations
 
 import multiprocessing
-import zlib
 from collections.abc import Iterable
 
 from engine.batch_gc import batch_gc
@@ -38,7 +38,7 @@ def outcomes_in_parallel(
 ) -> list[Outcome]:
     """Every message's outcome, in feed order; ``profiles`` (if given) gets the final ones."""
     global _WORK
-    shards: list[list[tuple[int, object]]] = [[] for _ in range(jobs)]
+    by_dea: dict[str, list[tuple[int, object]]] = {}
     outcomes: list[Outcome | None] = []
     for i, raw in enumerate(messages):
         received = Received.now()
@@ -48,8 +48,8 @@ def outcomes_in_parallel(
             continue
         outcomes.append(None)
         dea = verified.order.purchaser.dea_number
-        shards[zlib.crc32(dea.encode()) % jobs].append((i, (verified, received, None)))
-    _WORK = (pipeline, shards, batch, profiles is not None)
+        by_dea.setdefault(dea, []).append((i, (verified, received, None)))
+    _WORK = (pipeline, _shards(by_dea, jobs), batch, profiles is not None)
     try:
         with multiprocessing.get_context("fork").Pool(jobs) as pool:
             results = pool.map(_run_shard, range(jobs))
@@ -61,6 +61,20 @@ def outcomes_in_parallel(
         if profiles is not None:
             profiles.update(shard_profiles)
     return outcomes  # type: ignore[return-value]
+
+
+def _shards(by_dea: dict[str, list], jobs: int) -> list[list[tuple[int, object]]]:
+    """Registrants to processes, the busiest first to the least loaded (ties: the DEA
+    number), each process's orders in feed order."""
+    loads = [0] * jobs
+    shards: list[list[tuple[int, object]]] = [[] for _ in range(jobs)]
+    for dea in sorted(by_dea, key=lambda d: (-len(by_dea[d]), d)):
+        k = loads.index(min(loads))
+        loads[k] += len(by_dea[dea])
+        shards[k].extend(by_dea[dea])
+    for shard in shards:
+        shard.sort(key=lambda item: item[0])
+    return shards
 
 
 def _run_shard(k: int) -> tuple[list[tuple[int, Outcome]], dict]:
