@@ -129,9 +129,11 @@ class ReviewAuthenticator:
                                      datetime.fromtimestamp(review.reviewed_ts, UTC))  # fmt: skip
             if received_at is not None:
                 chain.check_time(received_at)
-            if self.revocation is not None:  # revoked before the review was made
+            if self.revocation is not None:
+                # revoked before the review arrived (live) or was made (history): a signer
+                # picks reviewed_at, so a live review is judged at its receipt
                 made = datetime.fromtimestamp(review.reviewed_ts, UTC)
-                self.revocation.check(chain, made, received_at or made)
+                self.revocation.check(chain, received_at or made, received_at or made)
             subject = chain.certs[0].cert.subject.rfc4514_string()
             if self.allowed_signers and subject not in self.allowed_signers:
                 raise Rejected(

@@ -276,3 +276,16 @@ def test_a_revoked_or_unlisted_review_signer_is_refused(tmp_path):
     assert auth.open(sign_cms(review(), system))[1].subject == listed
     err = _reason(auth, sign_cms(review(), officer))
     assert err.reason is RejectReason.UNTRUSTED_CHAIN and "allowed_signers" in err.detail
+
+
+def test_a_revoked_signer_cannot_backdate_a_live_review(tmp_path):
+    ca = DemoPKI.create(cs.T0, cs.T1, seed=47)
+    officer = ca.issue_registrant("AB1234563", "Officer 9 [TEST]", ["2"], cs.T0, cs.T1)
+    ca.revoke(officer.cert, AT + timedelta(days=10))
+    ca.write(tmp_path, crl=ca.crl(cs.T0, cs.T1))
+    auth = ReviewAuthenticator.from_dirs(tmp_path / "trust", True, tmp_path / "crl")
+    backdated = sign_cms(review(), officer)  # says AT, before the revocation
+    assert auth.open(backdated)[1] is not None  # a replayed history: judged at reviewed_at
+    with pytest.raises(Rejected) as info:  # on the stream: it arrived after the revocation
+        auth.open(backdated, received_at=AT + timedelta(days=11))
+    assert info.value.reason is RejectReason.CERT_REVOKED
