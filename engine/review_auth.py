@@ -69,6 +69,9 @@ class ReviewAuthenticator:
         self.stats: dict[str, int] = {}
         self.revocation = RevocationCheck(crls, "reject", self.stats) if crls else None
         self.allowed_signers = frozenset(allowed_signers)  # RFC 4514 subjects; empty: any
+        # the last message opened (its signature verified): the stream opens a review to
+        # route it to its purchaser's partition, then again to apply it
+        self._opened: tuple | None = None
 
     @classmethod
     def from_dirs(
@@ -106,11 +109,16 @@ class ReviewAuthenticator:
         if len(raw) > MAX_SIGNED_REVIEW_BYTES:
             raise Rejected(RejectReason.TOO_LARGE, f"signed review message of {len(raw)} bytes "
                            f"exceeds {MAX_SIGNED_REVIEW_BYTES}")  # fmt: skip
-        try:
-            message = open_envelope(raw, MAX_SIGNED_REVIEW_BYTES)
-        except Rejected as exc:  # name the review's order for the reconciliation if readable
-            raise _with_hints(exc, raw) from None
-        review = parse_review(message.payload)
+        opened = self._opened
+        if opened is not None and opened[0] is raw:  # the stream routes, then applies
+            message, review = opened[1], opened[2]
+        else:
+            try:
+                message = open_envelope(raw, MAX_SIGNED_REVIEW_BYTES)
+            except Rejected as exc:  # name the review's order for reconciling, if readable
+                raise _with_hints(exc, raw) from None
+            review = parse_review(message.payload)
+            self._opened = (raw, message, review)
         if message.signer_info is None:  # an envelope without a signature
             if self.require_signature:
                 raise _unsigned(review)

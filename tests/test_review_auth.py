@@ -289,3 +289,17 @@ def test_a_revoked_signer_cannot_backdate_a_live_review(tmp_path):
     with pytest.raises(Rejected) as info:  # on the stream: it arrived after the revocation
         auth.open(backdated, received_at=AT + timedelta(days=11))
     assert info.value.reason is RejectReason.CERT_REVOKED
+
+
+def test_the_same_message_is_opened_once_for_routing_and_applying(case_system, monkeypatch):
+    import engine.review_auth as ra
+
+    calls = []
+    real = ra.open_envelope
+    monkeypatch.setattr(ra, "open_envelope", lambda *a: calls.append(1) or real(*a))
+    _, who = case_system
+    raw = sign_cms(review(), who)
+    auth = _auth(case_system)
+    assert auth.open(raw)[1] == auth.open(raw)[1] and len(calls) == 1
+    auth.open(bytes(bytearray(raw)))  # equal bytes, another message (a redelivery): again
+    assert len(calls) == 2
