@@ -114,6 +114,12 @@ class EngineMetrics:
         )
         for outcome in ("cleared", "reported", "rejected"):
             self.reviews.labels(outcome=outcome)
+        self.reviews_unsigned = Counter(
+            "som_reviews_unsigned",
+            "Officers' reviews applied without a signature (0 for a while: [reviews] "
+            "require_signature can be switched on)",
+            registry=r,
+        )
         for reason in RejectReason:  # every series exists from the start: rate() sees the 1st
             self.rejected.labels(reason=str(reason))
         self.decisions.labels(decision="RELEASE", reason="none")

@@ -290,6 +290,8 @@ def create_app(
             if isinstance(outcome, ReviewRecord):
                 send_soon(reviews_applied, key=outcome.purchaser_dea.encode(), value=dumps(outcome))
                 label = outcome.outcome
+                if metrics_on and outcome.signer is None:
+                    metrics.reviews_unsigned.inc()
             else:
                 send_soon(rejected, key=msg.key, value=dumps(outcome))
                 label = "rejected"  # not in som_orders_rejected_total: that counts orders

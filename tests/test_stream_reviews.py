@@ -216,6 +216,7 @@ def test_worker_applies_reviews_and_a_cleared_hold_releases_its_repeat(broker, t
     assert sample(text, "som_reviews_total", outcome="cleared") == 5
     assert sample(text, "som_reviews_total", outcome="reported") == 0
     assert sample(text, "som_reviews_total", outcome="rejected") == 1
+    assert sample(text, "som_reviews_unsigned_total") == 4  # all but the CMS-signed one
     # som_orders_rejected_total counts orders: received = decisions + rejections holds
     assert sample(text, "som_orders_rejected_total") == 0
     assert sample(text, "som_orders_received_total") == len(messages) + 1
