@@ -79,6 +79,8 @@ def replay(
     if jobs > 1:
         if reviews is not None:
             raise ValueError("reviews are replayed by one process only (jobs = 1)")
+        if pipeline.on_context is not None or pipeline.on_findings is not None:
+            raise ValueError("som train and som explain watch every order: jobs = 1")
         from engine.replay_parallel import outcomes_in_parallel
 
         outcomes = outcomes_in_parallel(pipeline, messages, jobs, batch, profiles)

@@ -142,6 +142,10 @@ def test_micro_batches_give_the_decisions_of_one_order_at_a_time(tmp_path):
                 for k, p in profiles.items()}
 
     assert len(parallel) == len(serial) > 50 and state(parallel) == state(serial)
+    watched = build_pipeline(with_models)
+    watched.on_context = print  # callbacks would run in the child processes and be lost
+    with pytest.raises(ValueError, match="jobs = 1"):
+        replay(watched, messages[:10], jobs=2)
     forest = [d for d in one if "isolation_forest" in d.get("scores", {})]
     assert len(forest) > len(messages) // 2  # the forest scored most orders ...
     assert any(d.get("decision") == "HOLD" for d in one)  # ... and the feed has holds
