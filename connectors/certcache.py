@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -21,7 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from connectors.der import elements, expect
 
-__all__ = ["CertInfo", "cert_info", "cert_from_pem", "pem_blocks", "verify_signature", "DIGESTS"]
+__all__ = [
+    "CertInfo", "cert_info", "cert_from_pem", "pem_blocks", "verify_signature", "DIGESTS",
+    "listing",
+]
 
 DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
     "2.16.840.1.101.3.4.2.1": hashes.SHA256,
@@ -144,3 +148,13 @@ _PKCS1 = padding.PKCS1v15()
 # cheaper than letting cryptography set up its own hash context for ~100 bytes.
 _PREHASHED = {oid: utils.Prehashed(cls()) for oid, cls in DIGESTS.items()}
 _HASHLIB = {oid: getattr(hashlib, cls.name) for oid, cls in DIGESTS.items()}
+
+
+def listing(directory: str | os.PathLike) -> tuple:
+    """(name, mtime, size) of the files of a PKI directory (dot files left out): what the
+    CRL and trust stores compare to see a change without reading the files."""
+    with os.scandir(directory) as it:
+        return tuple(sorted(
+            (e.name, e.stat().st_mtime_ns, e.stat().st_size)
+            for e in it if e.is_file() and not e.name.startswith(".")
+        ))  # fmt: skip

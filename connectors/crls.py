@@ -11,7 +11,6 @@ changed. Per order the cost is a dict lookup.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from connectors.certcache import CertInfo, pem_blocks
+from connectors.certcache import CertInfo, listing, pem_blocks
 from connectors.der import elements, expect
 
 __all__ = ["CrlEntry", "CrlStore", "crl_issuer_der"]
@@ -88,14 +87,7 @@ class CrlStore:
         self.maybe_reload(force=True)
 
     def _scan(self) -> tuple:
-        with os.scandir(self.directory) as it:
-            return tuple(
-                sorted(
-                    (e.name, e.stat().st_mtime_ns, e.stat().st_size)
-                    for e in it
-                    if e.is_file() and not e.name.startswith(".")
-                )
-            )
+        return listing(self.directory)
 
     def maybe_reload(self, force: bool = False) -> bool:
         """Reload if the directory changed; looks at most once per interval. True if reloaded."""

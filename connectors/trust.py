@@ -18,7 +18,6 @@ copied, a directory emptied) keeps the previous set and says why in ``reload_err
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from connectors.certcache import CertInfo, cert_info, pem_blocks
+from connectors.certcache import CertInfo, cert_info, listing, pem_blocks
 from engine.records import Rejected, RejectReason
 
 __all__ = ["TrustError", "Chain", "TrustStore", "load_certificates"]
@@ -149,16 +148,7 @@ class TrustStore:
         self._cache.clear()  # paths validated against the old set
 
     def _scan(self) -> tuple:
-        state = []
-        for directory in self.dirs:
-            if directory is None:
-                continue
-            with os.scandir(directory) as it:
-                state.append(tuple(sorted(
-                    (e.name, e.stat().st_mtime_ns, e.stat().st_size)
-                    for e in it if e.is_file() and not e.name.startswith(".")
-                )))  # fmt: skip
-        return tuple(state)
+        return tuple(listing(d) for d in self.dirs if d is not None)
 
     def maybe_reload(self) -> bool:
         """Load the directories again once a change has stood still for one interval (a

@@ -107,14 +107,8 @@ class Pipeline:
         self._batch_last: dict[str, int] = {}
 
     def verify(self, raw: bytes, received: Received) -> VerifiedOrder | Rejection:
-        if self.judge_at is not None:
-            now = self.judge_at
-        elif self._judge_at_receipt:
-            now = datetime.fromtimestamp(received.ts, UTC)
-        else:
-            now = None
         try:
-            return self.verifier.verify(raw, now)
+            return self.verifier.verify(raw, self._judge_time(received))
         except Rejected as exc:
             return _rejection(exc, raw, received)
         except Exception as exc:  # a bug must not stop the stream nor drop the message
@@ -389,7 +383,7 @@ class Pipeline:
         """
         received = received or Received.now()
         try:
-            review, signer = self.review_auth.open(raw, self._review_receipt(received))
+            review, signer = self.review_auth.open(raw, self._judge_time(received))
             _not_after_receipt(review, received, self.settings.verification.max_future_skew_s)
             profile = profiles.get(review.purchaser_dea)
             cases = apply_review(profile, review, self.settings.scoring.repeat_hold_days)
@@ -415,9 +409,10 @@ class Pipeline:
         except Exception:  # the rejection (or internal error) comes when it is applied
             return float("-inf")
 
-    def _review_receipt(self, received: Received) -> datetime | None:
-        """When a review's signer must also be valid: at receipt for live reviews (as
-        ``time_rules_at = "received"`` judges orders), never for a replayed history."""
+    def _judge_time(self, received: Received) -> datetime | None:
+        """The time rules' "now" for a message (an order's age, a review signer's validity):
+        ``--at``, else its receipt for live feeds, else None (a replayed history is judged
+        as of each message's own date)."""
         if self.judge_at is not None:
             return self.judge_at
         return datetime.fromtimestamp(received.ts, UTC) if self._judge_at_receipt else None

@@ -47,7 +47,10 @@ from engine.family_history import (
     _round6,
 )
 
-__all__ = ["FamilyHistory", "RegistrantProfile", "WINDOWS", "RETENTION_DAYS", "RING", "TIMES"]
+__all__ = [
+    "FamilyHistory", "RegistrantProfile", "WINDOWS", "RETENTION_DAYS", "RING", "TIMES",
+    "review_rank",
+]
 
 MAX_SEEN = 4096
 RECENT = 256
@@ -57,6 +60,12 @@ HELD_CASES = 4  # held-order cases kept per family (the latest; pruned when one 
 HELD_KEEP_DAYS = 60  # cases older than this (event time) are dropped
 STATE_VERSION = 4  # 4: a case carries its review (outcome and time, "" until reviewed)
 OUTCOMES = ("cleared", "reported")
+
+
+def review_rank(reviewed_at: str, outcome: str) -> tuple[str, bool]:
+    """Which review of an order stands: the newest by ``reviewed_at`` (ISO-8601 UTC to the
+    second, compared as text), and at the same second ``reported``."""
+    return (reviewed_at, outcome == "reported")
 
 
 def settled(
@@ -223,7 +232,7 @@ class RegistrantProfile:
         for family, cases in self.held.items():
             for case in cases:
                 if case[3] == order_number:
-                    if (reviewed_at, outcome == "reported") > (case[6], case[5] == "reported"):
+                    if review_rank(reviewed_at, outcome) > review_rank(case[6], case[5]):
                         case[5], case[6] = outcome, reviewed_at
                     touched.append((family, case))
         return touched

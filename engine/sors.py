@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from connectors.catalog import Catalog
 from connectors.envelope import open_envelope
 from connectors.orders import Order, parse_order
+from engine.profile import review_rank
 from engine.records import Rejected, RejectReason, raw_sha256
 
 __all__ = ["standing_reports", "sors_row", "sors_rows", "ORDER_FORM_SCHEDULES"]
@@ -41,9 +42,8 @@ _REVIEW_KEYS = ("order_number", "purchaser_dea", "outcome", "reviewed_at")
 def standing_reports(reviews: Iterable[dict]) -> dict[tuple[str, str], dict]:
     """Orders whose standing review is ``reported``, keyed by (purchaser DEA, order number).
 
-    The newest review of an order stands, by ``reviewed_at`` to the second, and at the
-    same second ``reported`` wins: the rule the engine applies to its cases
-    (``engine.profile``), so the export and the scoring never disagree about an order.
+    The rule the engine applies to its cases (``engine.profile.review_rank``), so the
+    export and the scoring never disagree about an order.
     """
     standing: dict[tuple[str, str], dict] = {}
     for n, r in enumerate(reviews, 1):
@@ -53,9 +53,9 @@ def standing_reports(reviews: Iterable[dict]) -> dict[tuple[str, str], dict]:
         if lacking:
             raise ValueError(f"review record {n} has no {', '.join(lacking)}")
         key = (r["purchaser_dea"], r["order_number"])
-        rank = (r["reviewed_at"], r["outcome"] == "reported")
         old = standing.get(key)
-        if old is None or rank > (old["reviewed_at"], old["outcome"] == "reported"):
+        rank = review_rank(r["reviewed_at"], r["outcome"])
+        if old is None or rank > review_rank(old["reviewed_at"], old["outcome"]):
             standing[key] = r
     return {k: r for k, r in standing.items() if r["outcome"] == "reported"}
 
