@@ -71,6 +71,8 @@ class VerificationSettings(_Frozen):
     max_message_bytes: int = Field(1_048_576, ge=1024)
     dea_match: Literal["plain", "sha1-serial", "sha256-serial"] = "plain"
     stale_crl: Literal["reject", "warn"] = "reject"
+    ship_to_match: Literal["normalized", "exact", "off"] = "normalized"
+    ship_to_required: bool = False
 
 
 class CatalogSettings(_Frozen):

@@ -1,7 +1,8 @@
 """The DEA certificate extensions of CSOS purchaser certificates (DOMAIN.md section 2).
 
-2.16.840.1.101.3.5.3 holds the DEA number and 2.16.840.1.101.3.5.4 the
-authorised schedules. The OIDs come from public VA VistA code and the exact
+2.16.840.1.101.3.5.3 holds the DEA number, 2.16.840.1.101.3.5.4 the authorised
+schedules and 2.16.840.1.101.3.5.6 the registered postal address (the ship-to rule is
+``connectors.postal``). The OIDs come from public VA VistA code and the exact
 DEA-number encoding is **unconfirmed**: the 2005 final rule says it is a SHA-1
 hash "generated from the DEA number and the ... subject distinguished name
 serial number". We assume hex(SHA-x(dea_number + subject serialNumber)),
@@ -18,6 +19,8 @@ True
 >>> h = decode_dea_number(encode_dea_number("BP1234563", "ABC", "sha1-serial"))
 >>> len(h), dea_matches("BP1234563", h, "ABC", "sha1-serial")
 (40, True)
+>>> decode_text(encode_text("1 Main St, Springfield, IL 62701"))
+'1 Main St, Springfield, IL 62701'
 >>> schedule_authorized("2", {"2N"}), schedule_authorized("2N", {"2N"})
 (False, True)
 """
@@ -33,9 +36,12 @@ from cryptography import x509
 __all__ = [
     "DEA_NUMBER_OID",
     "SCHEDULES_OID",
+    "ADDRESS_OID",
     "SCHEDULE_BITS",
     "encode_dea_number",
     "decode_dea_number",
+    "encode_text",
+    "decode_text",
     "encode_schedules",
     "decode_schedules",
     "dea_hash",
@@ -47,6 +53,7 @@ __all__ = [
 
 DEA_NUMBER_OID = x509.ObjectIdentifier("2.16.840.1.101.3.5.3")
 SCHEDULES_OID = x509.ObjectIdentifier("2.16.840.1.101.3.5.4")
+ADDRESS_OID = x509.ObjectIdentifier("2.16.840.1.101.3.5.6")
 # First octet of the BIT STRING; bit 0x80 is unused by the profile.
 SCHEDULE_BITS = {"2": 0x40, "2N": 0x20, "3": 0x10, "3N": 0x08, "4": 0x04, "5": 0x02}
 _STRING_TAGS = {0x13: "ascii", 0x16: "ascii", 0x0C: "utf-8"}
@@ -84,6 +91,29 @@ def decode_dea_number(der: bytes) -> str | None:
         return None
     try:
         return body.decode(_STRING_TAGS[tag]).strip()
+    except UnicodeDecodeError:
+        return None
+
+
+def encode_text(text: str) -> bytes:
+    """DER UTF8String of ``text`` (the postal address extension's value)."""
+    return _tlv(0x0C, text.encode("utf-8"))
+
+
+def decode_text(der: bytes) -> str | None:
+    """The text of a DER PrintableString, IA5String or UTF8String (any length), or None."""
+    if len(der) < 2 or der[0] not in _STRING_TAGS:
+        return None
+    size, start = der[1], 2
+    if size >= 0x80:
+        width = size & 0x7F
+        if not 1 <= width <= 4 or len(der) < 2 + width:
+            return None
+        size, start = int.from_bytes(der[2 : 2 + width]), 2 + width
+    if start + size != len(der):
+        return None
+    try:
+        return der[start:].decode(_STRING_TAGS[der[0]]).strip()
     except UnicodeDecodeError:
         return None
 
@@ -139,18 +169,21 @@ class DeaExtensions:
     dea_value: str | None
     subject_serial: str
     schedules: frozenset[str] | None
+    address: str | None = None  # the registered location (ship-to), if the extension is there
 
 
 def read_extensions(cert: x509.Certificate) -> DeaExtensions:
     """Read the DEA extensions and the subject serialNumber once per certificate."""
     values: dict[x509.ObjectIdentifier, bytes] = {}
     for ext in cert.extensions:
-        if ext.oid in (DEA_NUMBER_OID, SCHEDULES_OID):
+        if ext.oid in (DEA_NUMBER_OID, SCHEDULES_OID, ADDRESS_OID):
             values[ext.oid] = getattr(ext.value, "value", b"")
     serials = cert.subject.get_attributes_for_oid(x509.NameOID.SERIAL_NUMBER)
     raw_dea, raw_sched = values.get(DEA_NUMBER_OID), values.get(SCHEDULES_OID)
+    raw_address = values.get(ADDRESS_OID)
     return DeaExtensions(
         dea_value=decode_dea_number(raw_dea) if raw_dea is not None else None,
         subject_serial=str(serials[0].value) if serials else "",
         schedules=decode_schedules(raw_sched) if raw_sched is not None else None,
+        address=decode_text(raw_address) if raw_address is not None else None,
     )

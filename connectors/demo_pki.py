@@ -28,10 +28,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from connectors.dea_ext import (
+    ADDRESS_OID,
     DEA_NUMBER_OID,
     SCHEDULES_OID,
     encode_dea_number,
     encode_schedules,
+    encode_text,
 )
 from connectors.demo_keys import demo_rsa_key, key_pool
 
@@ -123,6 +125,7 @@ class DemoPKI:
         key_type: str = "rsa",
         dea_encoding: str = "plain",
         subject_serial: str | None = None,
+        address: str | None = None,
     ) -> Identity:
         """A purchaser certificate with the DEA number and schedule extensions.
 
@@ -130,6 +133,7 @@ class DemoPKI:
         ``dea_encoding`` "plain" writes the DEA number as a PrintableString;
         "sha1-serial"/"sha256-serial" write the hex digest of the DEA number
         followed by the subject serialNumber (see ``connectors.dea_ext``).
+        ``address`` adds the registered postal address extension (the ship-to).
         """
         if key is None:
             key = (
@@ -161,8 +165,12 @@ class DemoPKI:
                 x509.UnrecognizedExtension(SCHEDULES_OID, encode_schedules(schedules)),
                 critical=False,
             )
-            .sign(self.sub_key, hashes.SHA256())
         )
+        if address is not None:
+            cert = cert.add_extension(
+                x509.UnrecognizedExtension(ADDRESS_OID, encode_text(address)), critical=False
+            )
+        cert = cert.sign(self.sub_key, hashes.SHA256())
         return Identity(key=key, cert=cert, chain=(self.sub_cert,))
 
     def revoke(self, cert: x509.Certificate, when: datetime) -> None:

@@ -273,6 +273,7 @@ class Pipeline:
                     "raw_sha256": verified.raw_sha256,
                     "envelope": verified.kind,
                     "signer_serial": verified.signer_serial,
+                    "ship_to": verified.ship_to,
                 },
             },
         )

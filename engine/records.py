@@ -25,6 +25,7 @@ class RejectReason(StrEnum):
     CERT_REVOKED = "cert_revoked"
     CRL_STALE = "crl_stale"
     DEA_MISMATCH = "dea_mismatch"
+    SHIP_TO_MISMATCH = "ship_to_mismatch"
     SCHEDULE_NOT_AUTHORIZED = "schedule_not_authorized"
     MISSING_FIELD = "missing_field"
     BAD_DEA_CHECK_DIGIT = "bad_dea_check_digit"

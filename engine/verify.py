@@ -3,8 +3,8 @@
 Implements the supplier's checks of 21 CFR 1305.22 and 1311.50 that need no
 purchaser history, in the order a reviewer reads them: size, envelope and
 signature, order fields, paper rules, order age, certificate path at the
-signing date, revocation before the signing date, the DEA number and
-schedules in the certificate, supplier, catalog. (Duplicate orders need history
+signing date, revocation before the signing date, the DEA number, ship-to
+address and schedules in the certificate, supplier, catalog. (Duplicate orders need history
 and live in the profile stage.) Per order the work is one signature check and
 dictionary lookups: certificates, paths, extensions and CRLs are cached, and the
 only file-system call is a CRL-directory ``scandir`` at most once a second.
@@ -24,6 +24,7 @@ from connectors.dea_ext import DeaExtensions, dea_matches, read_extensions, sche
 from connectors.envelope import SignedMessage, open_envelope
 from connectors.fastinit import builder
 from connectors.orders import Order, parse_order
+from connectors.postal import same_address
 from connectors.trust import Chain, TrustError, TrustStore
 from engine.records import Rejected, RejectReason, raw_sha256
 from engine.revocation import RevocationCheck
@@ -40,9 +41,12 @@ class VerifiedOrder:
     raw_sha256: str
     signer_serial: str | None
     cert_not_after: datetime | None
+    # the ship-to check: matched | not_stated (no address on the order, so it ships to the
+    # registered one) | not_in_certificate | not_checked (ship_to_match off) | None (paper)
+    ship_to: str | None = None
 
 
-_verified = builder(VerifiedOrder)  # (order, kind, raw_sha256, signer_serial, cert_not_after)
+_verified = builder(VerifiedOrder)  # every field, in order
 
 
 class _SerialHex(dict):
@@ -129,17 +133,20 @@ class Verifier:
         message = open_envelope(raw)
         order = parse_order(message.payload)
         try:
-            self._check(message, order, now)
+            ship_to = self._check(message, order, now)
         except Rejected as exc:
             exc.order_number = exc.order_number or order.order_number
             exc.purchaser_dea = exc.purchaser_dea or order.purchaser.dea_number
             raise
         info = message.signer_info
         if info is None:
-            return _verified(order, message.kind, raw_sha256(raw), None, None)
-        return _verified(order, message.kind, raw_sha256(raw), self._serials[info], info.not_after)
+            return _verified(order, message.kind, raw_sha256(raw), None, None, None)
+        return _verified(
+            order, message.kind, raw_sha256(raw), self._serials[info], info.not_after, ship_to
+        )
 
-    def _check(self, message: SignedMessage, order: Order, now: datetime | None) -> None:
+    def _check(self, message: SignedMessage, order: Order, now: datetime | None) -> str | None:
+        """Every check; returns the ship-to outcome (None for a paper order)."""
         s = self.settings
         if message.kind == "paper":
             if order.form != "dea222":
@@ -148,11 +155,12 @@ class Verifier:
                 raise Rejected(RejectReason.PAPER_NOT_ALLOWED, "paper DEA Form 222 orders are off")
         if now is not None:
             self._check_age(order, now if now.tzinfo else now.replace(tzinfo=UTC))
-        ext = None
+        ext = ship_to = None
         if message.signer_info is not None:
             self.check_signer(message, order.signed_at, now)
             ext = self._extensions(message)
             self._check_extensions(ext, order)
+            ship_to = self._check_ship_to(ext, order)
         if s.supplier_dea and order.supplier.dea_number != s.supplier_dea.upper():
             raise Rejected(
                 RejectReason.WRONG_SUPPLIER,
@@ -171,6 +179,7 @@ class Verifier:
             found.append(product)
         if ext is not None:
             self._check_schedules(ext, order, found)
+        return ship_to
 
     def check_signer(
         self, message: SignedMessage, signed_at: datetime, now: datetime | None = None
@@ -223,6 +232,32 @@ class Verifier:
                 f"certificate DEA extension {shown} does not match purchaser "
                 f"{order.purchaser.dea_number} (rule {rule})",
             )
+
+    def _check_ship_to(self, ext: DeaExtensions, order: Order) -> str:
+        """The order ships to the certificate's registered location (one per location)."""
+        s = self.settings
+        if s.ship_to_match == "off":
+            return "not_checked"
+        if ext.address is None:
+            if s.ship_to_required:
+                raise Rejected(
+                    RejectReason.SHIP_TO_MISMATCH,
+                    "the signing certificate has no readable postal address extension "
+                    "(2.16.840.1.101.3.5.6), so the ship-to cannot be checked "
+                    "([verification] ship_to_required = true)",
+                )
+            return "not_in_certificate"
+        stated = order.purchaser.address
+        if not stated.strip():
+            return "not_stated"
+        if not same_address(stated, ext.address, s.ship_to_match):
+            raise Rejected(
+                RejectReason.SHIP_TO_MISMATCH,
+                f"purchaser address {stated!r} is not the certificate's registered location "
+                f"{ext.address!r} (rule {s.ship_to_match}); an order ships only to the "
+                f"location its certificate was issued for",
+            )
+        return "matched"
 
     def _check_schedules(self, ext: DeaExtensions, order: Order, products: list) -> None:
         schedules = ext.schedules

@@ -20,6 +20,7 @@ T1 = datetime(2027, 1, 1, tzinfo=UTC)
 SIGNED = datetime(2025, 3, 4, 14, 22, 5, tzinfo=UTC)
 PURCHASER = "BP1234563"
 SUPPLIER = "RS7654329"
+ADDRESS = "1 Main St, Springfield, IL 62701"  # the purchaser's registered location
 
 OXY = "99901-0103-01"  # schedule 2 (narcotic)
 AMPH = "99902-0101-01"  # schedule 2N
@@ -44,8 +45,11 @@ def signer(
     schedules: tuple[str, ...] = ("2", "2N", "4"),
     key_type: str = "rsa",
     dea: str = PURCHASER,
+    address: str | None = ADDRESS,
 ) -> Identity:
-    return pki().issue_registrant(dea, "Main St Pharmacy", schedules, T0, T1, key_type=key_type)
+    return pki().issue_registrant(
+        dea, "Main St Pharmacy", schedules, T0, T1, key_type=key_type, address=address
+    )
 
 
 def order(**changes) -> dict:
@@ -53,7 +57,7 @@ def order(**changes) -> dict:
         "order_number": "25X00A123",
         "form": "csos",
         "signed_at": SIGNED.isoformat().replace("+00:00", "Z"),
-        "purchaser": {"dea_number": PURCHASER, "name": "Main St Pharmacy", "address": "1 Main"},
+        "purchaser": {"dea_number": PURCHASER, "name": "Main St Pharmacy", "address": ADDRESS},
         "supplier": {"dea_number": SUPPLIER, "name": "Example Wholesale", "address": "9 Depot"},
         "lines": [
             {"line": 1, "ndc": OXY, "product": "Oxy 30", "package_quantity": 100, "packages": 2}

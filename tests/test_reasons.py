@@ -57,6 +57,11 @@ def _bad_dea() -> bytes:
     return sign_cms(json.dumps(data).encode(), cs.signer())
 
 
+def _ship_to_elsewhere() -> bytes:
+    elsewhere = {"dea_number": cs.PURCHASER, "name": "Main St Pharmacy", "address": "2 Elm St"}
+    return _cms(purchaser=elsewhere)
+
+
 def _unknown_ndc() -> bytes:
     line = {"line": 1, "ndc": "12345-6789-01", "package_quantity": 1, "packages": 1}
     return _cms(lines=[line])
@@ -70,6 +75,7 @@ CASES = {
     R.CERT_REVOKED: _revoked,
     R.CRL_STALE: lambda t: (_cms(), {"crl_dir": str(t)}),
     R.DEA_MISMATCH: lambda t: (sign_cms(cs.payload(), cs.signer(dea="AB1234563")), {}),
+    R.SHIP_TO_MISMATCH: lambda t: (_ship_to_elsewhere(), {}),
     R.SCHEDULE_NOT_AUTHORIZED: lambda t: (sign_cms(cs.payload(), cs.signer(("4",))), {}),
     R.MISSING_FIELD: lambda t: (_cms(supplier=None), {}),
     R.BAD_DEA_CHECK_DIGIT: lambda t: (_bad_dea(), {}),

@@ -111,13 +111,16 @@ def test_replay_rejects_exactly_the_bad_messages(feed):
     pipeline = build_pipeline(load_settings(feed / "som.toml"))
     truth = _jsonl(feed / "truth.jsonl")
     profiles: dict = {}
-    got = []
+    got, ship_to = [], set()
     for raw in read_feed(feed / "feed.jsonl"):
         out = pipeline.process(raw, profiles)
         got.append(str(out.reason) if isinstance(out, Rejection) else None)
+        if not isinstance(out, Rejection):  # the certificates carry the registered address
+            ship_to.add(out.to_dict()["evidence"]["ship_to"])
     assert got == [r["expected_rejection"] for r in truth]
+    assert ship_to == {"matched"}
     assert {r for r in got if r} == {
-        "malformed", "bad_signature", "unknown_ndc", "bad_dea_check_digit"}
+        "malformed", "bad_signature", "unknown_ndc", "bad_dea_check_digit", "ship_to_mismatch"}
 
 
 def test_feed_folder_files(feed):

@@ -10,6 +10,8 @@ orders never reach, so a bad message never collides with a good one.
 b'{"lines":[{"packages":17}]}'
 >>> break_check_digit("BP1234563")
 'BP1234564'
+>>> elsewhere("12 Oak St, Marrowby, OH 00042")
+'13 Oak St, Marrowby, OH 00042'
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ from connectors.synthetic.assemble import base36
 from connectors.synthetic.traffic import SimOrder
 from engine.records import RejectReason
 
-__all__ = ["BAD_KINDS", "BadMessage", "plan_bad_messages", "tamper", "break_check_digit"]
+__all__ = [
+    "BAD_KINDS", "BadMessage", "plan_bad_messages", "tamper", "break_check_digit", "elsewhere",
+]
 
 BAD_KINDS = {
     "garbage": RejectReason.MALFORMED,
     "tampered": RejectReason.BAD_SIGNATURE,
     "unknown_ndc": RejectReason.UNKNOWN_NDC,
     "bad_dea_check_digit": RejectReason.BAD_DEA_CHECK_DIGIT,
+    "ship_to_elsewhere": RejectReason.SHIP_TO_MISMATCH,
 }
 UNKNOWN_NDC = "99901-9999-01"  # fictional labeler, product not in the catalog
 _PACKAGES = re.compile(rb'"packages":([0-9]+)')
@@ -65,6 +70,12 @@ def tamper_message(message: bytes | dict, original: bytes) -> bytes | dict:
 
 def break_check_digit(dea: str) -> str:
     return dea[:-1] + str((int(dea[-1]) + 1) % 10)
+
+
+def elsewhere(address: str) -> str:
+    """The next house number on the same street: not the certificate's registered location."""
+    number, _, rest = address.partition(" ")
+    return f"{int(number) + 1} {rest}" if number.isdigit() else f"1 {address}"
 
 
 def plan_bad_messages(

@@ -23,7 +23,7 @@ from connectors.demo_pki import DemoPKI, Identity, key_pool
 from connectors.feed import write_feed
 from connectors.identifiers import dea_number_valid
 from connectors.synthetic.assemble import SUPPLIER, iso, order_dict, payload, truth_row
-from connectors.synthetic.badmessages import break_check_digit, plan_bad_messages
+from connectors.synthetic.badmessages import break_check_digit, elsewhere, plan_bad_messages
 from connectors.synthetic.outputs import copy_catalog, write_config, write_jsonl
 from connectors.synthetic.scenario import Scenario, build_scenario
 from connectors.synthetic.signer import Job, sign_stream
@@ -47,7 +47,8 @@ def _identities(scenario: Scenario, pki: DemoPKI, seed: int) -> dict[str, Identi
     nb, na = pki.sub_cert.not_valid_before_utc, pki.sub_cert.not_valid_after_utc
     return {
         reg.dea_number: pki.issue_registrant(
-            reg.dea_number, reg.name, reg.schedules, nb, na, key=keys[reg.index % len(keys)]
+            reg.dea_number, reg.name, reg.schedules, nb, na, key=keys[reg.index % len(keys)],
+            address=reg.address,
         )
         for reg in scenario.population
     }
@@ -76,6 +77,8 @@ def _plan(scenario: Scenario, bad_messages: int, seed: int, cms_share: float, su
             if item.kind == "bad_dea_check_digit":
                 dea = item.order.registrant.dea_number
                 data["purchaser"]["dea_number"] = break_check_digit(dea)
+            elif item.kind == "ship_to_elsewhere":
+                data["purchaser"]["address"] = elsewhere(data["purchaser"]["address"])
             jobs.append((item.order.registrant.dea_number, payload(data), bool(cms[line - 1]),
                          "tamper" if item.kind == "tampered" else None))
             row = truth_row(item.order, start, line, item.reason)

@@ -1,0 +1,94 @@
+"""Ship-to: is the address on the order the certificate's registered location?
+
+A CSOS order may only be filled to the registered location of the certificate that
+signed it (DOMAIN.md section 2). The certificate carries that location in its postal
+address extension (2.16.840.1.101.3.5.6; the OID comes from public VA VistA code and
+its encoding is **unconfirmed**: we read a DER string, as for the DEA number). The
+order states where it ships in ``purchaser.address``.
+
+People and systems type one address many ways ("1 Main Street, Springfield, IL
+62701-4410" and "1 MAIN ST. SPRINGFIELD IL 62701"), so the ``normalized`` rule compares
+canonical forms: upper case, punctuation dropped, whitespace collapsed, the USPS
+standard abbreviations of Publication 28 for street suffixes, directions and unit
+designators, and a ZIP+4 cut to its ZIP code. Anything else still differs: a
+different suite, a different town, a state written out ("Illinois" is not "IL"). The
+``exact`` rule compares the strings after trimming only.
+
+>>> normalize_address("1 Main Street, Suite 200, Springfield, IL 62701-4410")
+'1 MAIN ST STE 200 SPRINGFIELD IL 62701'
+>>> same_address("1 Main St., Springfield IL 62701", "1 MAIN STREET, SPRINGFIELD, IL 62701")
+True
+>>> same_address("1 Main St, Springfield, IL 62701", "1 Main St, Springfield, IL 62702")
+False
+>>> same_address("1 Main St", "1 MAIN ST", "exact")
+False
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["ADDRESS_RULES", "normalize_address", "same_address"]
+
+ADDRESS_RULES = ("normalized", "exact")
+
+# USPS Publication 28, appendices C1 (street suffixes), C2 (secondary unit designators)
+# and section 233 (directionals): the common ones; the table is easy to extend.
+_USPS = {
+    "ALLEY": "ALY",
+    "AVENUE": "AVE",
+    "AV": "AVE",
+    "BOULEVARD": "BLVD",
+    "CIRCLE": "CIR",
+    "COURT": "CT",
+    "CENTER": "CTR",
+    "CENTRE": "CTR",
+    "DRIVE": "DR",
+    "EXPRESSWAY": "EXPY",
+    "FREEWAY": "FWY",
+    "HIGHWAY": "HWY",
+    "LANE": "LN",
+    "PARKWAY": "PKWY",
+    "PLACE": "PL",
+    "PLAZA": "PLZ",
+    "ROAD": "RD",
+    "ROUTE": "RTE",
+    "SQUARE": "SQ",
+    "STREET": "ST",
+    "TERRACE": "TER",
+    "TRAIL": "TRL",
+    "TURNPIKE": "TPKE",
+    "APARTMENT": "APT",
+    "BUILDING": "BLDG",
+    "DEPARTMENT": "DEPT",
+    "FLOOR": "FL",
+    "ROOM": "RM",
+    "SUITE": "STE",
+    "UNIT": "UNIT",
+    "NORTH": "N",
+    "SOUTH": "S",
+    "EAST": "E",
+    "WEST": "W",
+    "NORTHEAST": "NE",
+    "NORTHWEST": "NW",
+    "SOUTHEAST": "SE",
+    "SOUTHWEST": "SW",
+}
+_ZIP4 = re.compile(r"\b(\d{5})-\d{4}\b")
+_NOT_WORD = re.compile(r"[^0-9A-Z]+")
+
+
+def normalize_address(text: str) -> str:
+    """The canonical form the ``normalized`` rule compares (see the module docstring)."""
+    text = _ZIP4.sub(r"\1", text.upper())
+    words = _NOT_WORD.sub(" ", text).split()
+    return " ".join(_USPS.get(w, w) for w in words)
+
+
+def same_address(order_address: str, registered: str, rule: str = "normalized") -> bool:
+    """Does the order's ship-to name the registered location, under ``rule``?"""
+    if rule == "exact":
+        return order_address.strip() == registered.strip()
+    if rule != "normalized":
+        raise ValueError(f"address rule {rule!r} is not one of {ADDRESS_RULES}")
+    return normalize_address(order_address) == normalize_address(registered)

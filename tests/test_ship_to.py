@@ -1,0 +1,148 @@
+"""Ship-to: an order ships only to its certificate's registered location.
+
+The certificate's postal address extension against the order's purchaser address,
+under ``[verification] ship_to_match`` and ``ship_to_required``; the outcome goes into
+the decision's evidence.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from connectors.dea_ext import decode_text, encode_text, read_extensions
+from connectors.postal import normalize_address, same_address
+from connectors.signing import sign_cms, sign_json_envelope
+from engine.records import Rejected, RejectReason
+from engine.verify import Verifier
+from tests import csos_support as cs
+from tests.test_openssl import openssl_sign
+
+
+def _purchaser(address: str | None) -> dict:
+    party = {"dea_number": cs.PURCHASER, "name": "Main St Pharmacy"}
+    return party if address is None else {**party, "address": address}
+
+
+def _verify(raw: bytes, **changes):
+    return Verifier(cs.settings(**changes), cs.catalog()).verify(raw)
+
+
+def _signed(order_address: str | None, cert_address: str | None = cs.ADDRESS) -> bytes:
+    who = cs.signer(address=cert_address)
+    return sign_cms(cs.payload(purchaser=_purchaser(order_address)), who)
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "1 Main St, Springfield, IL 62701",
+        "1 MAIN STREET, SPRINGFIELD, IL 62701",
+        "1 Main St.  Springfield IL 62701-4410",
+    ],
+)
+def test_the_registered_location_written_another_way_ships(written):
+    assert _verify(_signed(written)).ship_to == "matched"
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        "2 Main St, Springfield, IL 62701",  # next door
+        "1 Main St, Suite 4, Springfield, IL 62701",  # another unit at the address
+        "1 Main St, Springfield, IL 62702",  # another ZIP code
+        "1 Main St, Springfield, Illinois 62701",  # a state written out is not matched
+    ],
+)
+def test_any_other_location_is_rejected_naming_both_addresses(elsewhere):
+    with pytest.raises(Rejected) as exc:
+        _verify(_signed(elsewhere))
+    assert exc.value.reason is RejectReason.SHIP_TO_MISMATCH
+    assert elsewhere in exc.value.detail and cs.ADDRESS in exc.value.detail
+    assert "rule normalized" in exc.value.detail
+    assert (exc.value.order_number, exc.value.purchaser_dea) == ("25X00A123", cs.PURCHASER)
+
+
+def test_exact_rule_compares_the_strings():
+    raw = _signed("1 MAIN ST, SPRINGFIELD, IL 62701")
+    assert _verify(raw).ship_to == "matched"
+    with pytest.raises(Rejected) as exc:
+        _verify(raw, ship_to_match="exact")
+    assert exc.value.reason is RejectReason.SHIP_TO_MISMATCH
+    assert _verify(_signed(cs.ADDRESS), ship_to_match="exact").ship_to == "matched"
+
+
+def test_off_ships_anywhere_and_says_it_was_not_checked():
+    assert _verify(_signed("2 Elm St"), ship_to_match="off").ship_to == "not_checked"
+
+
+def test_certificate_without_an_address():
+    raw = _signed("2 Elm St", cert_address=None)
+    assert _verify(raw).ship_to == "not_in_certificate"
+    with pytest.raises(Rejected) as exc:
+        _verify(raw, ship_to_required=True)
+    assert exc.value.reason is RejectReason.SHIP_TO_MISMATCH
+    assert "ship_to_required" in exc.value.detail and "2.16.840.1.101.3.5.6" in exc.value.detail
+
+
+def test_order_without_an_address_ships_to_the_registered_one():
+    assert _verify(_signed(None)).ship_to == "not_stated"
+    assert _verify(_signed("  ")).ship_to == "not_stated"
+
+
+def test_json_envelope_is_checked_the_same_way():
+    env = sign_json_envelope(cs.payload(purchaser=_purchaser("2 Elm St")), cs.signer())
+    with pytest.raises(Rejected) as exc:
+        _verify(json.dumps(env).encode())
+    assert exc.value.reason is RejectReason.SHIP_TO_MISMATCH
+
+
+def test_paper_orders_have_no_certificate_to_check():
+    raw = cs.payload(form="dea222", form_number="123456789", purchaser=_purchaser("2 Elm St"))
+    assert _verify(raw).ship_to is None
+
+
+def test_openssl_signed_orders(tmp_path):
+    who = cs.signer()
+    good = openssl_sign(
+        tmp_path, cs.payload(purchaser=_purchaser("1 Main Street, Springfield, IL 62701")), who
+    )
+    assert _verify(good).ship_to == "matched"
+    bad = openssl_sign(tmp_path, cs.payload(purchaser=_purchaser("9 Depot Rd, Columbus, OH")), who)
+    with pytest.raises(Rejected) as exc:
+        _verify(bad)
+    assert exc.value.reason is RejectReason.SHIP_TO_MISMATCH
+
+
+def test_the_extension_round_trips_long_addresses():
+    long = "1 Main St, Building 7, Loading Dock C, Attn Receiving, " * 4 + "Springfield, IL 62701"
+    assert len(long.encode()) > 127  # a long-form DER length
+    assert decode_text(encode_text(long)) == long.strip()
+    who = cs.signer(address=long)
+    assert read_extensions(who.cert).address == long.strip()
+    assert read_extensions(cs.signer(address=None).cert).address is None
+
+
+@pytest.mark.parametrize(
+    "der",
+    [
+        b"",
+        b"\x0c",
+        b"\x04\x02ab",  # empty, no length, an OCTET STRING
+        b"\x0c\x05abc",
+        b"\x0c\x01abc",  # lengths that do not fit
+        b"\x0c\x85\x00\x00\x00\x00\x01a",  # a length of 5 octets
+        b"\x0c\x02\xff\xfe",  # not UTF-8
+    ],
+)
+def test_unreadable_extension_values_read_as_absent(der):
+    assert decode_text(der) is None
+
+
+def test_normalisation_keeps_what_tells_locations_apart():
+    assert normalize_address("10 North Oak Avenue, Apt 3") == "10 N OAK AVE APT 3"
+    assert not same_address("10 N Oak Ave Apt 3", "10 N Oak Ave Apt 4")
+    assert not same_address("10 Oak Ave", "100 Oak Ave")
+    with pytest.raises(ValueError):
+        same_address("a", "a", "fuzzy")
