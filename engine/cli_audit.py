@@ -1,7 +1,8 @@
 """The commands an officer or investigator runs on single orders and messages.
 
-``som explain`` (every finding behind one decision) and ``som sors`` (report rows for
-the orders officers reported to DEA). ``engine.cli`` adds them to the ``som`` group; the
+``som explain`` (every finding behind one decision), ``som holds`` (the held orders no
+review has settled: an officer's queue) and ``som sors`` (report rows for the orders
+officers reported to DEA). ``engine.cli`` adds them to the ``som`` group; the
 CSOS commands are in ``engine.cli_csos``, ``som review`` in ``engine.cli_review``.
 """
 
@@ -17,13 +18,48 @@ from engine.cli_options import (
     history_pipeline,
     json_lines_file,
     models_option,
+    parse_at,
     reviews_file,
     reviews_option,
     settings_from,
     trust_options,
 )
 
-__all__ = ["explain_cmd", "sors_cmd"]
+__all__ = ["explain_cmd", "holds_cmd", "sors_cmd"]
+
+DECISIONS_OPTION = click.option(
+    "--decisions",
+    "decisions_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Decision records, JSON lines (the decisions topic, or som replay --out).",
+)
+REVIEWS_APPLIED_OPTION = click.option(
+    "--reviews-applied",
+    "reviews_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Applied-review records, JSON lines (reviews.applied, or som replay's "
+    "DECISIONS.reviews.jsonl).",
+)
+OUT_OPTION = click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    help="Rows as JSON lines (default: standard output).",
+)
+
+
+def _write_rows(rows: list[dict], out_path: str | None) -> None:
+    import json
+
+    out = open(out_path, "w", encoding="utf-8") if out_path else sys.stdout  # noqa: SIM115
+    try:
+        for row in rows:
+            out.write(json.dumps(row) + "\n")
+    finally:
+        if out_path:
+            out.close()
 
 
 @click.command("explain")
@@ -99,27 +135,9 @@ def explain_cmd(
 
 @click.command("sors")
 @click.argument("feed", type=click.Path(dir_okay=False))
-@click.option(
-    "--decisions",
-    "decisions_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Decision records, JSON lines (the decisions topic, or som replay --out).",
-)
-@click.option(
-    "--reviews-applied",
-    "reviews_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Applied-review records, JSON lines (reviews.applied, or som replay's "
-    "DECISIONS.reviews.jsonl).",
-)
-@click.option(
-    "--out",
-    "out_path",
-    type=click.Path(dir_okay=False),
-    help="Report rows as JSON lines (default: standard output).",
-)
+@DECISIONS_OPTION
+@REVIEWS_APPLIED_OPTION
+@OUT_OPTION
 @click.option(
     "--catalog",
     "catalog_path",
@@ -134,8 +152,6 @@ def sors_cmd(feed, decisions_path, reviews_path, out_path, catalog_path, config_
     (the feed as the worker read it): lines, receipt date, reasons, reporter. Exit 1
     when a reported order's decision or message is missing (named on standard error).
     """
-    import json
-
     from connectors.catalog import Catalog
     from connectors.feed import read_feed
     from engine.sors import sors_rows
@@ -155,16 +171,49 @@ def sors_cmd(feed, decisions_path, reviews_path, out_path, catalog_path, config_
         rows, problems = sors_rows(reviews, decisions, read_feed(feed), catalog)
     except ValueError as exc:  # a review record without its fields
         raise click.BadParameter(str(exc), param_hint="--reviews-applied") from None
-    out = open(out_path, "w", encoding="utf-8") if out_path else sys.stdout  # noqa: SIM115
-    try:
-        for row in rows:
-            out.write(json.dumps(row) + "\n")
-    finally:
-        if out_path:
-            out.close()
+    _write_rows(rows, out_path)
     for problem in problems:
         click.echo(f"som sors: {problem}", err=True)
     click.echo(
         f"som sors: {len(rows)} report rows, {len(problems)} reported orders missing", err=True
     )
     sys.exit(1 if problems else 0)
+
+
+@click.command("holds")
+@DECISIONS_OPTION
+@REVIEWS_APPLIED_OPTION
+@click.option(
+    "--at", "at", default=None, help="Judge waiting times at this ISO-8601 time (default: now)."
+)
+@click.option(
+    "--due-days",
+    type=click.FloatRange(min=0),
+    default=7.0,
+    show_default=True,
+    help="A hold waiting longer is past due (85 FR 69282, proposed: 7 days).",
+)
+@OUT_OPTION
+def holds_cmd(decisions_path, reviews_path, at, due_days, out_path) -> None:
+    """Held orders that no review has settled, the longest waiting first.
+
+    One JSON line per open hold (order, purchaser, held since, days waiting, due by,
+    past due or not, reasons); a count on standard error. A hold is settled by its
+    standing review, cleared or reported, as the engine applies reviews.
+    """
+    from datetime import UTC, datetime
+
+    from engine.holds import open_holds
+
+    now = parse_at(at) or datetime.now(UTC)
+    reviews = json_lines_file(reviews_path, "--reviews-applied")
+    decisions = json_lines_file(decisions_path, "--decisions")
+    try:
+        rows = open_holds(decisions, reviews, now, due_days)
+    except ValueError as exc:
+        hint = "--reviews-applied" if str(exc).startswith("review") else "--decisions"
+        raise click.BadParameter(str(exc), param_hint=hint) from None
+    _write_rows(rows, out_path)
+    late = [r for r in rows if r["overdue"]]
+    oldest = f", the oldest waiting {rows[0]['waiting_days']:g} days" if rows else ""
+    click.echo(f"som holds: {len(rows)} open holds, {len(late)} past due{oldest}", err=True)

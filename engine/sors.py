@@ -30,13 +30,12 @@ from collections.abc import Iterable
 from connectors.catalog import Catalog
 from connectors.envelope import open_envelope
 from connectors.orders import Order, parse_order
-from engine.profile import review_rank
+from engine.holds import standing_reviews
 from engine.records import Rejected, RejectReason, raw_sha256
 
 __all__ = ["standing_reports", "sors_row", "sors_rows", "ORDER_FORM_SCHEDULES"]
 
 ORDER_FORM_SCHEDULES = ("1", "2")  # lines of these schedules need an order form (222 / CSOS)
-_REVIEW_KEYS = ("order_number", "purchaser_dea", "outcome", "reviewed_at")
 
 
 def standing_reports(reviews: Iterable[dict]) -> dict[tuple[str, str], dict]:
@@ -45,19 +44,7 @@ def standing_reports(reviews: Iterable[dict]) -> dict[tuple[str, str], dict]:
     The rule the engine applies to its cases (``engine.profile.review_rank``), so the
     export and the scoring never disagree about an order.
     """
-    standing: dict[tuple[str, str], dict] = {}
-    for n, r in enumerate(reviews, 1):
-        if r.get("record") != "review":
-            continue
-        lacking = [k for k in _REVIEW_KEYS if not isinstance(r.get(k), str)]
-        if lacking:
-            raise ValueError(f"review record {n} has no {', '.join(lacking)}")
-        key = (r["purchaser_dea"], r["order_number"])
-        old = standing.get(key)
-        rank = review_rank(r["reviewed_at"], r["outcome"])
-        if old is None or rank > review_rank(old["reviewed_at"], old["outcome"]):
-            standing[key] = r
-    return {k: r for k, r in standing.items() if r["outcome"] == "reported"}
+    return {k: r for k, r in standing_reviews(reviews).items() if r["outcome"] == "reported"}
 
 
 def sors_row(review: dict, decision: dict, order: Order, catalog: Catalog) -> dict:
