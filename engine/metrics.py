@@ -37,12 +37,16 @@ from prometheus_client import (
 from engine.histogram import BatchHistogram
 from engine.records import RejectReason
 
-__all__ = ["EngineMetrics", "Tally", "LATENCY_BUCKETS", "STAGE_BUCKETS", "sample_total"]
+__all__ = [
+    "EngineMetrics", "Tally", "LATENCY_BUCKETS", "STAGE_BUCKETS", "SHIP_TO_CHECKS", "sample_total",
+]
 
 #: Receipt-to-decision latency: 1 ms to 10 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 #: Per-stage CPU time: a JSON envelope verifies in ~30 us, a CMS one in ~200 us.
 STAGE_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1, 1)
+#: ``VerifiedOrder.ship_to`` values (None, a paper order, is counted as ``paper``).
+SHIP_TO_CHECKS = ("matched", "not_stated", "not_in_certificate", "not_checked", "paper")
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 
 
@@ -59,7 +63,9 @@ def _code(value: str, known: set[str]) -> str:
 class Tally:
     """One batch's counts and observations, in plain Python objects (no locks, no labels)."""
 
-    __slots__ = ("received", "rekeyed", "rejected", "decided", "latency", "verify", "score")
+    __slots__ = (
+        "received", "rekeyed", "rejected", "decided", "latency", "verify", "score", "ship_to",
+    )
 
     def __init__(self) -> None:
         self.received = 0
@@ -69,6 +75,7 @@ class Tally:
         self.latency: list[float] = []
         self.verify: list[float] = []
         self.score: list[float] = []
+        self.ship_to: dict[str | None, int] = {}  # VerifiedOrder.ship_to -> orders
 
     def rejection(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
@@ -120,6 +127,16 @@ class EngineMetrics:
             "require_signature can be switched on)",
             registry=r,
         )
+        self.ship_to = Counter(
+            "som_orders_ship_to",
+            "Verified orders by ship-to check (engine.verify): matched, not_stated (no address "
+            "on the order), not_in_certificate (0 for a while: [verification] ship_to_required "
+            "can be switched on), not_checked (ship_to_match off), paper",
+            ["check"],
+            registry=r,
+        )
+        for check in SHIP_TO_CHECKS:
+            self.ship_to.labels(check=check)
         for reason in RejectReason:  # every series exists from the start: rate() sees the 1st
             self.rejected.labels(reason=str(reason))
         self.decisions.labels(decision="RELEASE", reason="none")
@@ -189,6 +206,8 @@ class EngineMetrics:
             self.verify_seconds.observe_many(t.verify)
         if t.score:
             self.score_seconds.observe_many(t.score)
+        for check, n in t.ship_to.items():
+            self.ship_to.labels(check="paper" if check is None else check).inc(n)
 
 
 def sample_total(text: str, name: str) -> float:

@@ -224,6 +224,9 @@ def create_app(
                 if t is not None:
                     t.rekeyed += 1
                 continue
+            if t is not None:
+                ship = t.ship_to
+                ship[verified.ship_to] = ship.get(verified.ship_to, 0) + 1
             batch.append((verified, received, (f"{msg.topic}:{msg.partition}", msg.offset)))
             keys.append(msg.key)
         for at in range(0, len(batch), MICRO_BATCH):

@@ -15,6 +15,7 @@ SUPPLIER = {"dea_number": "RS7654329", "name": "Example Wholesale [TEST]",
             "address": "9 Depot Rd, Columbus, OH 43004"}
 START = datetime(2025, 1, 6, 15, 0, tzinfo=UTC)
 PURCHASERS = ["BP1234563", "AC2345672", "FD3456781", "BM4567890", "AB1111119"]
+ADDRESS = "1 Main St, Springfield, IL 62701"
 
 
 def order(purchaser: str, number: str, signed_at: datetime, lines: list[tuple[str, int, int]],
@@ -24,7 +25,7 @@ def order(purchaser: str, number: str, signed_at: datetime, lines: list[tuple[st
         "form": "csos",
         "signed_at": signed_at.isoformat().replace("+00:00", "Z"),
         "purchaser": {"dea_number": purchaser, "name": f"Pharmacy {purchaser[:2]} [TEST]",
-                      "address": "1 Main St, Springfield, IL 62701"},
+                      "address": ADDRESS},
         "supplier": SUPPLIER,
         "lines": [
             {"line": i + 1, "ndc": ndc, "product": "test product", "package_quantity": q,
@@ -60,11 +61,11 @@ def build_feed(tmp: Path, weeks: int = 20, bad: bool = True) -> TestFeed:
     """Five purchasers ordering weekly for ``weeks`` weeks, a size spike, and bad messages."""
     pki = DemoPKI.create(START - timedelta(days=400), START + timedelta(days=800), seed=1)
     keys = key_pool(2, seed=1)
-    ids = {
+    ids = {  # the last two certificates carry no registered address (ship-to not_in_certificate)
         dea: pki.issue_registrant(dea, f"Pharmacy {dea[:2]} [TEST]",
                                   ["2", "2N", "3", "3N", "4", "5"],
                                   START - timedelta(days=30), START + timedelta(days=700),
-                                  key=keys[i % 2])
+                                  key=keys[i % 2], address=ADDRESS if i < 3 else None)
         for i, dea in enumerate(PURCHASERS)
     }
     tf = TestFeed(tmp, pki, ids)

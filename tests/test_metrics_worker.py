@@ -139,6 +139,14 @@ def test_worker_serves_metrics_health_and_nothing_personal(broker, tmp_path):
         assert metric_value(text, "som_score_seconds_count") == n - 3  # 3 fail verification
         for r in rejections:
             assert f'som_orders_rejected_total{{reason="{r["reason"]}"}} 1.0' in text
+        # ship-to: every verified order once (the duplicate one, of a certificate without an
+        # address, is rejected after verification); the decisions' evidence says the same
+        checks = [d["evidence"]["ship_to"] for d in decisions]
+        assert starting(text, 'som_orders_ship_to_total{check="matched"}') == checks.count(
+            "matched") > 0
+        assert starting(text, 'som_orders_ship_to_total{check="not_in_certificate"}') == (
+            checks.count("not_in_certificate") + 1) > 1
+        assert starting(text, "som_orders_ship_to_total{") == n - 3
         holds = sum(d["decision"] == "HOLD" for d in decisions)
         assert starting(text, 'som_decisions_total{decision="HOLD"') == holds >= 1
         assert metric_value(text, "som_registrants_tracked") == len(PURCHASERS)

@@ -77,7 +77,8 @@ def test_dashboard_has_the_panels_and_valid_queries(tools, tmp_path):
     known = {n.removesuffix("_total") for n in REQUIRED} | {
         "som_orders_rekeyed", "som_ready", "som_batches", "som_rebalances",
         "som_partitions_assigned", "som_consumer_lag_age_seconds", "som_reviews",
-        "som_trust_certificates", "som_trust_reload_failed", "som_reviews_unsigned"}
+        "som_trust_certificates", "som_trust_reload_failed", "som_reviews_unsigned",
+        "som_orders_ship_to"}
     for expr in exprs:
         for name in re.findall(r"\b(som_[a-z_]+)", expr):
             base = re.sub(r"_(total|bucket|sum|count)$", "", name)
