@@ -19,7 +19,7 @@ True
 >>> h = decode_dea_number(encode_dea_number("BP1234563", "ABC", "sha1-serial"))
 >>> len(h), dea_matches("BP1234563", h, "ABC", "sha1-serial")
 (40, True)
->>> decode_text(encode_text("1 Main St, Springfield, IL 62701"))
+>>> decode_address(encode_address("1 Main St, Springfield, IL 62701"))
 '1 Main St, Springfield, IL 62701'
 >>> schedule_authorized("2", {"2N"}), schedule_authorized("2N", {"2N"})
 (False, True)
@@ -28,9 +28,12 @@ True
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from asn1crypto import core
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 
 __all__ = [
@@ -40,8 +43,8 @@ __all__ = [
     "SCHEDULE_BITS",
     "encode_dea_number",
     "decode_dea_number",
-    "encode_text",
-    "decode_text",
+    "encode_address",
+    "decode_address",
     "encode_schedules",
     "decode_schedules",
     "dea_hash",
@@ -95,27 +98,32 @@ def decode_dea_number(der: bytes) -> str | None:
         return None
 
 
-def encode_text(text: str) -> bytes:
-    """DER UTF8String of ``text`` (the postal address extension's value)."""
+class _AddressLines(core.SequenceOf):
+    """X.520 PostalAddress: up to six lines, each a DirectoryString."""
+
+    _child_spec = asn1_x509.DirectoryString
+
+
+def encode_address(text: str) -> bytes:
+    """DER UTF8String of ``text`` (how ``som generate``'s certificates carry the address)."""
     return _tlv(0x0C, text.encode("utf-8"))
 
 
-def decode_text(der: bytes) -> str | None:
-    """The text of a DER PrintableString, IA5String or UTF8String (any length), or None."""
-    if len(der) < 2 or der[0] not in _STRING_TAGS:
+def decode_address(der: bytes) -> str | None:
+    """The registered address: a DirectoryString, or a SEQUENCE OF them (lines joined with
+    ", "). None when it is neither, is not valid text, or is blank: an unreadable value is
+    never a location."""
+    for spec in (asn1_x509.DirectoryString, _AddressLines):
+        try:
+            value = spec.load(der, strict=True).native
+        except (ValueError, TypeError):
+            continue
+        lines = value if isinstance(value, list) else [value]
+        text = ", ".join(str(line).strip() for line in lines if str(line).strip())
+        if text and not any(unicodedata.category(c) == "Cc" for c in text):
+            return text
         return None
-    size, start = der[1], 2
-    if size >= 0x80:
-        width = size & 0x7F
-        if not 1 <= width <= 4 or len(der) < 2 + width:
-            return None
-        size, start = int.from_bytes(der[2 : 2 + width]), 2 + width
-    if start + size != len(der):
-        return None
-    try:
-        return der[start:].decode(_STRING_TAGS[der[0]]).strip()
-    except UnicodeDecodeError:
-        return None
+    return None
 
 
 def encode_schedules(schedules: Iterable[str]) -> bytes:
@@ -169,7 +177,8 @@ class DeaExtensions:
     dea_value: str | None
     subject_serial: str
     schedules: frozenset[str] | None
-    address: str | None = None  # the registered location (ship-to), if the extension is there
+    address: str | None = None  # the registered location (ship-to), if readable
+    address_present: bool = False  # the extension is there (readable or not)
 
 
 def read_extensions(cert: x509.Certificate) -> DeaExtensions:
@@ -185,5 +194,6 @@ def read_extensions(cert: x509.Certificate) -> DeaExtensions:
         dea_value=decode_dea_number(raw_dea) if raw_dea is not None else None,
         subject_serial=str(serials[0].value) if serials else "",
         schedules=decode_schedules(raw_sched) if raw_sched is not None else None,
-        address=decode_text(raw_address) if raw_address is not None else None,
+        address=decode_address(raw_address) if raw_address is not None else None,
+        address_present=raw_address is not None,
     )

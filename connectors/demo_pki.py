@@ -31,9 +31,9 @@ from connectors.dea_ext import (
     ADDRESS_OID,
     DEA_NUMBER_OID,
     SCHEDULES_OID,
+    encode_address,
     encode_dea_number,
     encode_schedules,
-    encode_text,
 )
 from connectors.demo_keys import demo_rsa_key, key_pool
 
@@ -168,7 +168,7 @@ class DemoPKI:
         )
         if address is not None:
             cert = cert.add_extension(
-                x509.UnrecognizedExtension(ADDRESS_OID, encode_text(address)), critical=False
+                x509.UnrecognizedExtension(ADDRESS_OID, encode_address(address)), critical=False
             )
         cert = cert.sign(self.sub_key, hashes.SHA256())
         return Identity(key=key, cert=cert, chain=(self.sub_cert,))

@@ -140,7 +140,14 @@ def _check_party(obj: Any, key: str) -> Party:
             RejectReason.BAD_DEA_CHECK_DIGIT, f"{key}.dea_number {dea!r} fails the DEA check"
         )
     name = _text(obj, "name", key)
-    address = _text(obj, "address", key) if key == "supplier" else str(obj.get("address") or "")
+    if key == "supplier":
+        address = _text(obj, "address", key)
+    else:  # optional: without it the order ships to the certificate's registered location
+        address = obj.get("address")
+        if address is None:
+            address = ""
+        elif not isinstance(address, str):
+            raise Rejected(RejectReason.MALFORMED, f"{key}.address must be text")
     return _make_party(dea, name, address)
 
 

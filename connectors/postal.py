@@ -3,16 +3,18 @@
 A CSOS order may only be filled to the registered location of the certificate that
 signed it (DOMAIN.md section 2). The certificate carries that location in its postal
 address extension (2.16.840.1.101.3.5.6; the OID comes from public VA VistA code and
-its encoding is **unconfirmed**: we read a DER string, as for the DEA number). The
-order states where it ships in ``purchaser.address``.
+its encoding is **unconfirmed**: ``connectors.dea_ext`` reads a DER string or a
+SEQUENCE OF strings, one per line). The order states where it ships in
+``purchaser.address``.
 
 People and systems type one address many ways ("1 Main Street, Springfield, IL
 62701-4410" and "1 MAIN ST. SPRINGFIELD IL 62701"), so the ``normalized`` rule compares
-canonical forms: upper case, punctuation dropped, whitespace collapsed, the USPS
-standard abbreviations of Publication 28 for street suffixes, directions and unit
-designators, and a ZIP+4 cut to its ZIP code. Anything else still differs: a
-different suite, a different town, a state written out ("Illinois" is not "IL"). The
-``exact`` rule compares the strings after trimming only.
+canonical forms: upper case, accents dropped ("PEÑA" is "PENA"), punctuation dropped,
+whitespace collapsed, the USPS standard abbreviations of Publication 28 for street
+suffixes and unit designators, directions abbreviated unless they name the street
+("North St" stays NORTH ST, "North Main St" is N MAIN ST), and a ZIP+4 cut to its ZIP
+code. Anything else still differs: a different suite, a different town, a state written
+out ("Illinois" is not "IL"). The ``exact`` rule compares the strings after trimming only.
 
 >>> normalize_address("1 Main Street, Suite 200, Springfield, IL 62701-4410")
 '1 MAIN ST STE 200 SPRINGFIELD IL 62701'
@@ -20,6 +22,8 @@ different suite, a different town, a state written out ("Illinois" is not "IL").
 True
 >>> same_address("1 Main St, Springfield, IL 62701", "1 Main St, Springfield, IL 62702")
 False
+>>> same_address("100 North St", "100 N St"), same_address("7 North Main St", "7 N Main St")
+(False, True)
 >>> same_address("1 Main St", "1 MAIN ST", "exact")
 False
 """
@@ -27,14 +31,15 @@ False
 from __future__ import annotations
 
 import re
+import unicodedata
 
 __all__ = ["ADDRESS_RULES", "normalize_address", "same_address"]
 
 ADDRESS_RULES = ("normalized", "exact")
 
-# USPS Publication 28, appendices C1 (street suffixes), C2 (secondary unit designators)
-# and section 233 (directionals): the common ones; the table is easy to extend.
-_USPS = {
+# USPS Publication 28: street suffixes (appendix C1) and secondary unit designators (C2),
+# the common ones; the tables are easy to extend.
+_STREET_SUFFIXES = {
     "ALLEY": "ALY",
     "AVENUE": "AVE",
     "AV": "AVE",
@@ -58,13 +63,19 @@ _USPS = {
     "TERRACE": "TER",
     "TRAIL": "TRL",
     "TURNPIKE": "TPKE",
+}
+_UNITS = {
     "APARTMENT": "APT",
     "BUILDING": "BLDG",
     "DEPARTMENT": "DEPT",
     "FLOOR": "FL",
     "ROOM": "RM",
     "SUITE": "STE",
-    "UNIT": "UNIT",
+}
+_ABBREVIATIONS = {**_STREET_SUFFIXES, **_UNITS}
+# Directionals (section 233): abbreviated unless the next word is a street suffix, where
+# the direction is the street's name.
+_DIRECTIONS = {
     "NORTH": "N",
     "SOUTH": "S",
     "EAST": "E",
@@ -74,15 +85,26 @@ _USPS = {
     "SOUTHEAST": "SE",
     "SOUTHWEST": "SW",
 }
+_STREET_WORDS = frozenset(_STREET_SUFFIXES.values())
 _ZIP4 = re.compile(r"\b(\d{5})-\d{4}\b")
-_NOT_WORD = re.compile(r"[^0-9A-Z]+")
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def _plain(text: str) -> str:
+    """Upper case without accents: NFKD, then the combining marks dropped."""
+    decomposed = unicodedata.normalize("NFKD", text.upper())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 def normalize_address(text: str) -> str:
     """The canonical form the ``normalized`` rule compares (see the module docstring)."""
-    text = _ZIP4.sub(r"\1", text.upper())
-    words = _NOT_WORD.sub(" ", text).split()
-    return " ".join(_USPS.get(w, w) for w in words)
+    words = [_ABBREVIATIONS.get(w, w) for w in _NOT_WORD.split(_ZIP4.sub(r"\1", _plain(text))) if w]
+    out = []
+    for i, w in enumerate(words):
+        short = _DIRECTIONS.get(w)
+        names_street = i + 1 < len(words) and words[i + 1] in _STREET_WORDS
+        out.append(w if short is None or names_street else short)
+    return " ".join(out)
 
 
 def same_address(order_address: str, registered: str, rule: str = "normalized") -> bool:

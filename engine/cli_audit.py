@@ -203,15 +203,15 @@ def holds_cmd(decisions_path, reviews_path, at, due_days, out_path) -> None:
     """
     from datetime import UTC, datetime
 
-    from engine.holds import open_holds
+    from engine.holds import BadRecord, open_holds
 
     now = parse_at(at) or datetime.now(UTC)
     reviews = json_lines_file(reviews_path, "--reviews-applied")
     decisions = json_lines_file(decisions_path, "--decisions")
     try:
         rows = open_holds(decisions, reviews, now, due_days)
-    except ValueError as exc:
-        hint = "--reviews-applied" if str(exc).startswith("review") else "--decisions"
+    except BadRecord as exc:
+        hint = "--reviews-applied" if exc.source == "reviews" else "--decisions"
         raise click.BadParameter(str(exc), param_hint=hint) from None
     _write_rows(rows, out_path)
     late = [r for r in rows if r["overdue"]]

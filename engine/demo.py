@@ -30,7 +30,7 @@ from engine.keys import purchaser_key
 
 __all__ = ["run_demo"]
 
-_BAD_MESSAGES = 6  # one of each kind of connectors.synthetic.badmessages, to show rejections
+_BAD_MESSAGES = 6  # every kind of connectors.synthetic.badmessages (5), to show rejections
 
 
 def _mask(dea: str | None) -> str:

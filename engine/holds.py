@@ -5,12 +5,13 @@ A HOLD stops an order until due diligence dispels the suspicion or the order is 
 decision within 7 days. So an officer needs the list of holds still waiting, oldest
 first, with how long each has waited and which are past due. It comes from two records
 the engine already writes: the decisions (every HOLD, its reasons and receipt time) and
-the applied reviews (the standing review of each order, by ``engine.profile.review_rank``,
+the applied reviews (the standing review of each order, ``engine.review.standing_reviews``,
 the rule the scoring and ``som sors`` use).
 
 >>> hold = {"order_number": "25X00A123", "purchaser_dea": "BP1234563", "decision": "HOLD",
 ...         "received_at": "2025-06-01T10:00:00Z", "signed_at": "2025-06-01T09:58:00Z",
 ...         "reasons": [{"code": "size_own", "detail": "oxycodone: 9x the median"}]}
+>>> from datetime import UTC
 >>> now = datetime(2025, 6, 9, 10, 0, tzinfo=UTC)
 >>> [(h["order_number"], h["waiting_days"], h["overdue"]) for h in open_holds([hold], [], now)]
 [('25X00A123', 8.0, True)]
@@ -23,43 +24,54 @@ the rule the scoring and ``som sors`` use).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from engine.profile import review_rank
+from connectors.orders import parse_timestamp
+from engine.records import Rejected
+from engine.review import standing_reviews
 
-__all__ = ["DUE_DAYS", "standing_reviews", "open_holds"]
+__all__ = ["DUE_DAYS", "BadRecord", "open_holds"]
 
 DUE_DAYS = 7  # 85 FR 69282 (proposed): decide on a held order within 7 days
-_REVIEW_KEYS = ("order_number", "purchaser_dea", "outcome", "reviewed_at")
 
 
-def standing_reviews(reviews: Iterable[dict]) -> dict[tuple[str, str], dict]:
-    """The review that stands for each order, keyed by (purchaser DEA, order number).
+class BadRecord(ValueError):
+    """A record ``som holds`` cannot read; ``source`` is "decisions" or "reviews"."""
 
-    Records that are not reviews are skipped; a review without its fields is an error
-    (``ValueError`` naming the record), never a silently open hold.
-    """
-    standing: dict[tuple[str, str], dict] = {}
-    for n, r in enumerate(reviews, 1):
-        if r.get("record") != "review":
-            continue
-        lacking = [k for k in _REVIEW_KEYS if not isinstance(r.get(k), str)]
-        if lacking:
-            raise ValueError(f"review record {n} has no {', '.join(lacking)}")
-        key = (r["purchaser_dea"], r["order_number"])
-        old = standing.get(key)
-        rank = review_rank(r["reviewed_at"], r["outcome"])
-        if old is None or rank > review_rank(old["reviewed_at"], old["outcome"]):
-            standing[key] = r
-    return standing
+    def __init__(self, source: str, detail: str) -> None:
+        super().__init__(detail)
+        self.source = source
 
 
-def _parse(text: str | None) -> datetime | None:
+def _utc(text: object) -> datetime | None:
     try:
-        when = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
+        return parse_timestamp(text, "received_at")
+    except Rejected:
         return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _hold(n: int, d: dict) -> tuple[tuple[str, str], datetime, list[dict]]:
+    """A HOLD record's identity, the time it waits from, and its reasons, or ``BadRecord``."""
+    key = (d.get("purchaser_dea"), d.get("order_number"))
+    if not all(isinstance(k, str) and k for k in key):
+        raise BadRecord(
+            "decisions", f"decision record {n} (a HOLD) has no purchaser_dea or order_number"
+        )
+    since = _utc(d.get("received_at")) or _utc(d.get("signed_at"))
+    if since is None:
+        raise BadRecord(
+            "decisions",
+            f"held order {key[1]} of {key[0]} (decision record {n}) "
+            "has no received_at or signed_at with a UTC offset",
+        )
+    reasons = d.get("reasons") or []
+    if not isinstance(reasons, list) or not all(isinstance(r, dict) for r in reasons):
+        raise BadRecord(
+            "decisions",
+            f"held order {key[1]} of {key[0]} (decision record {n}) "
+            "has reasons that are not a list of objects",
+        )
+    return key, since, reasons
 
 
 def open_holds(
@@ -70,28 +82,37 @@ def open_holds(
     A hold waits from its receipt (``received_at``; ``signed_at`` when a record lacks it).
     A redelivered decision (the same identity twice, at-least-once) is one hold.
     """
-    settled = standing_reviews(reviews)
-    rows: dict[tuple[str, str], dict] = {}
-    for d in decisions:
-        key = (d.get("purchaser_dea"), d.get("order_number"))
-        if d.get("decision") != "HOLD" or key in settled or key in rows:
+    try:
+        settled = standing_reviews(reviews)
+    except ValueError as exc:
+        raise BadRecord("reviews", str(exc)) from None
+    found: dict[tuple[str, str], tuple[datetime, dict, list[dict]]] = {}
+    for n, d in enumerate(decisions, 1):
+        if d.get("decision") != "HOLD":
             continue
-        since = _parse(d.get("received_at")) or _parse(d.get("signed_at"))
-        if since is None:
-            raise ValueError(f"held order {key[1]} of {key[0]} has no received_at or signed_at")
+        key, since, reasons = _hold(n, d)
+        if key not in settled and key not in found:
+            found[key] = (since, d, reasons)
+    rows = []
+    for key, (since, d, reasons) in sorted(found.items(), key=lambda kv: (kv[1][0], kv[0])):
         waited = (now - since).total_seconds() / 86400.0
-        reasons = d.get("reasons") or []
-        rows[key] = {
-            "record": "open_hold",
-            "order_number": key[1],
-            "purchaser_dea": key[0],
-            "signed_at": d.get("signed_at"),
-            "held_since": since.isoformat().replace("+00:00", "Z"),
-            "waiting_days": round(waited, 2),
-            "due_by": (since + timedelta(days=due_days)).isoformat().replace("+00:00", "Z"),
-            "overdue": waited > due_days,
-            "reasons": [r.get("code") for r in reasons],
-            "why": reasons[0].get("detail") if reasons else None,
-            "families": d.get("families"),
-        }
-    return sorted(rows.values(), key=lambda r: (r["held_since"], r["purchaser_dea"]))
+        rows.append(
+            {
+                "record": "open_hold",
+                "order_number": key[1],
+                "purchaser_dea": key[0],
+                "signed_at": d.get("signed_at"),
+                "held_since": _iso(since),
+                "waiting_days": round(waited, 2),
+                "due_by": _iso(since + timedelta(days=due_days)),
+                "overdue": waited > due_days,
+                "reasons": [r.get("code") for r in reasons],
+                "why": reasons[0].get("detail") if reasons else None,
+                "families": d.get("families"),
+            }
+        )
+    return rows
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat().replace("+00:00", "Z")

@@ -46,7 +46,9 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 #: Per-stage CPU time: a JSON envelope verifies in ~30 us, a CMS one in ~200 us.
 STAGE_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1, 1)
 #: ``VerifiedOrder.ship_to`` values (None, a paper order, is counted as ``paper``).
-SHIP_TO_CHECKS = ("matched", "not_stated", "not_in_certificate", "not_checked", "paper")
+SHIP_TO_CHECKS = (
+    "matched", "not_stated", "not_in_certificate", "unreadable", "not_checked", "paper",
+)
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 
 
@@ -130,8 +132,8 @@ class EngineMetrics:
         self.ship_to = Counter(
             "som_orders_ship_to",
             "Verified orders by ship-to check (engine.verify): matched, not_stated (no address "
-            "on the order), not_in_certificate (0 for a while: [verification] ship_to_required "
-            "can be switched on), not_checked (ship_to_match off), paper",
+            "on the order), not_in_certificate and unreadable (0 for a while: [verification] "
+            "ship_to_required can be switched on), not_checked (ship_to_match off), paper",
             ["check"],
             registry=r,
         )

@@ -16,8 +16,8 @@ its repeats for 60 days (``engine.profile.holds_until``). The newest review of a
 stands, by ``reviewed_at``, whatever order reviews arrive in. The held decision is never
 changed: the review gets its own record (``engine.records.ReviewRecord``). ``reviewer``
 is the case system's opaque id for the officer, not a name; ``note`` is optional free
-text for the audit trail. Reviews are not signed: only the case system may write to the
-reviews topic (Kafka ACLs), and ``reviews.applied`` is there to reconcile against it.
+text for the audit trail. A review may be signed like an order (``engine.review_auth``);
+``reviews.applied`` is there to reconcile against the case system.
 
 >>> r = parse_review(b'{"order_number": "25X00A123", "purchaser_dea": "AB1234563", '
 ...                  b'"outcome": "cleared", "reviewed_at": "2025-06-03T14:00:00Z", '
@@ -33,15 +33,18 @@ engine.records.Rejected: malformed: review field 'order_number' is missing or no
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
 from connectors.identifiers import dea_number_valid, order_number_valid
 from connectors.orders import parse_timestamp
-from engine.profile import OUTCOMES, SEEN_DAYS, RegistrantProfile, holds_until
+from engine.profile import OUTCOMES, SEEN_DAYS, RegistrantProfile, holds_until, review_rank
 from engine.records import Rejected, RejectReason
 
-__all__ = ["Review", "OUTCOMES", "parse_review", "apply_review", "MAX_REVIEW_BYTES"]
+__all__ = [
+    "Review", "OUTCOMES", "parse_review", "apply_review", "standing_reviews", "MAX_REVIEW_BYTES",
+]
 
 MAX_REVIEW_BYTES = 16 * 1024
 MAX_REVIEWER = 64
@@ -161,3 +164,29 @@ def _refused(review: Review, reason: RejectReason, detail: str) -> Rejected:
 
 def _iso_day(day: int) -> str:
     return date.fromordinal(_EPOCH_ORDINAL + day).isoformat()
+
+
+_REVIEW_KEYS = ("order_number", "purchaser_dea", "outcome", "reviewed_at")
+
+
+def standing_reviews(reviews: Iterable[dict]) -> dict[tuple[str, str], dict]:
+    """The review that stands for each order, keyed by (purchaser DEA, order number).
+
+    Read from ``reviews.applied`` records by ``som holds`` and ``som sors``, with the rule
+    the engine applies to its cases (``engine.profile.review_rank``). Records that are not
+    reviews are skipped; a review without its fields is an error (``ValueError`` naming
+    the record), never a silently open hold or a missing report.
+    """
+    standing: dict[tuple[str, str], dict] = {}
+    for n, r in enumerate(reviews, 1):
+        if r.get("record") != "review":
+            continue
+        lacking = [k for k in _REVIEW_KEYS if not isinstance(r.get(k), str)]
+        if lacking:
+            raise ValueError(f"review record {n} has no {', '.join(lacking)}")
+        key = (r["purchaser_dea"], r["order_number"])
+        old = standing.get(key)
+        rank = review_rank(r["reviewed_at"], r["outcome"])
+        if old is None or rank > review_rank(old["reviewed_at"], old["outcome"]):
+            standing[key] = r
+    return standing

@@ -30,8 +30,8 @@ from collections.abc import Iterable
 from connectors.catalog import Catalog
 from connectors.envelope import open_envelope
 from connectors.orders import Order, parse_order
-from engine.holds import standing_reviews
 from engine.records import Rejected, RejectReason, raw_sha256
+from engine.review import standing_reviews
 
 __all__ = ["standing_reports", "sors_row", "sors_rows", "ORDER_FORM_SCHEDULES"]
 

@@ -42,7 +42,8 @@ class VerifiedOrder:
     signer_serial: str | None
     cert_not_after: datetime | None
     # the ship-to check: matched | not_stated (no address on the order, so it ships to the
-    # registered one) | not_in_certificate | not_checked (ship_to_match off) | None (paper)
+    # registered one) | not_in_certificate | unreadable (the extension is there, its value
+    # is not text) | not_checked (ship_to_match off) | None (a paper order)
     ship_to: str | None = None
 
 
@@ -79,6 +80,7 @@ class Verifier:
         self._skew = timedelta(seconds=settings.max_future_skew_s)
         self._max_age = timedelta(days=settings.order_max_age_days)
         self._ext: dict[str, DeaExtensions] = {}
+        self._ship_to: dict[tuple[str, str], bool] = {}  # (stated, registered) -> same place
         self._serials = _SerialHex()
         try:
             self.trust = TrustStore.from_dirs(
@@ -239,18 +241,25 @@ class Verifier:
         if s.ship_to_match == "off":
             return "not_checked"
         if ext.address is None:
+            what = "cannot read its" if ext.address_present else "has no"
             if s.ship_to_required:
                 raise Rejected(
                     RejectReason.SHIP_TO_MISMATCH,
-                    "the signing certificate has no readable postal address extension "
+                    f"the signing certificate {what} postal address extension "
                     "(2.16.840.1.101.3.5.6), so the ship-to cannot be checked "
                     "([verification] ship_to_required = true)",
                 )
-            return "not_in_certificate"
+            return "unreadable" if ext.address_present else "not_in_certificate"
         stated = order.purchaser.address
         if not stated.strip():
             return "not_stated"
-        if not same_address(stated, ext.address, s.ship_to_match):
+        pair = (stated, ext.address)
+        same = self._ship_to.get(pair)
+        if same is None:  # a registrant writes its address the same way on every order
+            if len(self._ship_to) > 65536:
+                self._ship_to.clear()
+            same = self._ship_to[pair] = same_address(stated, ext.address, s.ship_to_match)
+        if not same:
             raise Rejected(
                 RejectReason.SHIP_TO_MISMATCH,
                 f"purchaser address {stated!r} is not the certificate's registered location "

@@ -32,7 +32,8 @@ def items_from(
 
 
 def result_row(name: str, outcome: VerifiedOrder | Rejected) -> dict:
-    """One JSON-able row: file, order_number, purchaser_dea, status, reason, detail."""
+    """One JSON-able row: file, order_number, purchaser_dea, status, reason, detail, and for
+    a verified order its ship-to check (``VerifiedOrder.ship_to``)."""
     if isinstance(outcome, Rejected):
         return {
             "file": name,
@@ -49,6 +50,7 @@ def result_row(name: str, outcome: VerifiedOrder | Rejected) -> dict:
         "status": "verified",
         "reason": None,
         "detail": None,
+        "ship_to": outcome.ship_to,
     }
 
 

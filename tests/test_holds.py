@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine.holds import open_holds, standing_reviews
+from engine.holds import BadRecord, open_holds
+from engine.review import standing_reviews
 from tests.review_support import SPIKE_DAY, WEEKS, review
 from tests.support import PURCHASERS, build_feed
 
@@ -94,15 +95,33 @@ def test_the_newest_review_stands():
     assert standing_reviews(reviews)[("BP1234563", "25X000001")]["outcome"] == "reported"
 
 
+def test_holds_are_ordered_by_time_whatever_the_offset_and_shown_in_utc():
+    east = _decision("25X000001", received_at="2025-06-19T10:00:00+05:00")  # 05:00 UTC
+    west = _decision("25X000002", received_at="2025-06-19T06:00:00Z")
+    frac = _decision("25X000003", received_at="2025-06-19T05:00:00.5Z")
+    rows = open_holds([west, frac, east], [], NOW)
+    assert [r["order_number"] for r in rows] == ["25X000001", "25X000003", "25X000002"]
+    assert rows[0]["held_since"] == "2025-06-19T05:00:00Z"
+
+
 def test_records_it_cannot_read_are_errors_not_open_or_closed_holds():
-    with pytest.raises(ValueError, match="review record 1 has no reviewed_at"):
+    with pytest.raises(BadRecord, match="review record 1 has no reviewed_at"):
         open_holds(
             [],
             [{"record": "review", "order_number": "1", "purchaser_dea": "B", "outcome": "cleared"}],
             NOW,
         )
-    with pytest.raises(ValueError, match="held order 25X000001 of BP1234563"):
+    with pytest.raises(BadRecord, match="held order 25X000001 of BP1234563") as exc:
         open_holds([_decision("25X000001", received_at=None, signed_at="?")], [], NOW)
+    assert exc.value.source == "decisions"
+    for broken in (
+        {"purchaser_dea": None},
+        {"order_number": 7},
+        {"reasons": "size_own"},
+        {"reasons": ["size_own"]},
+    ):
+        with pytest.raises(BadRecord, match="decision record 2"):
+            open_holds([_decision("25X000001"), _decision("25X000002", **broken)], [], NOW)
 
 
 @pytest.fixture(scope="module")
@@ -171,8 +190,14 @@ def test_som_holds_after_the_officer_cleared_the_spike(replayed, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     listed = {json.loads(x)["order_number"] for x in proc.stdout.splitlines()}
-    assert spike["order_number"] not in listed
-    assert "past due" in proc.stderr
+    again = {
+        json.loads(x)["order_number"]
+        for x in out.read_text().splitlines()
+        if json.loads(x)["decision"] == "HOLD"
+    }
+    assert spike["order_number"] in again  # still a HOLD: the decision is never edited
+    assert listed == again - {spike["order_number"]}
+    assert f"{len(listed)} open holds" in proc.stderr
 
 
 def test_som_holds_names_the_flag_of_a_mistake(replayed, tmp_path):
@@ -199,3 +224,8 @@ def test_som_holds_names_the_flag_of_a_mistake(replayed, tmp_path):
     bad.write_text('{"record": "review", "order_number": "25X000001"}\n')
     proc = som("holds", "--decisions", str(decisions), "--reviews-applied", str(bad))
     assert proc.returncode == 2 and "--reviews-applied" in proc.stderr
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps({"decision": "HOLD", "order_number": "25X000001"}) + "\n")
+    proc = som("holds", "--decisions", str(broken), "--reviews-applied", str(tmp / "none.jsonl"))
+    assert proc.returncode == 2 and "--decisions" in proc.stderr and "record 1" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -89,15 +89,21 @@ def test_subclassed_values_parse_like_plain_ones():
     assert plain.lines == (OrderLine(1, "00406-0552-01", "X", 100, 2),)
 
 
-def test_purchaser_address_and_product_are_coerced_to_text():
-    data = _order(("purchaser", "address"), 12)
+def test_product_is_coerced_to_text_and_a_purchaser_address_must_be_text():
+    data = _order(("purchaser", "address"), None)
     data["lines"][0]["product"] = None
     data["note"] = "kept"
     order = parse_order(data)
-    assert order.purchaser.address == "12" and order.lines[0].product == ""
+    assert order.purchaser.address == "" and order.lines[0].product == ""
     assert order.extra == {"note": "kept"}
     with pytest.raises(AttributeError):
         order.form = "dea222"  # still frozen
+    # the address is the ship-to, checked against the certificate: never guessed from a list
+    for value in (12, ["1 Main St", "Springfield"], {}, [], False):
+        with pytest.raises(Rejected) as exc:
+            parse_order(_order(("purchaser", "address"), value))
+        assert exc.value.reason is RejectReason.MALFORMED
+        assert "purchaser.address" in exc.value.detail
 
 
 def test_long_text_is_checked_but_not_remembered():

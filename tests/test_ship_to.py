@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from connectors.dea_ext import decode_text, encode_text, read_extensions
+from connectors.dea_ext import ADDRESS_OID, decode_address, encode_address, read_extensions
 from connectors.postal import normalize_address, same_address
 from connectors.signing import sign_cms, sign_json_envelope
 from engine.records import Rejected, RejectReason
@@ -118,10 +118,26 @@ def test_openssl_signed_orders(tmp_path):
 def test_the_extension_round_trips_long_addresses():
     long = "1 Main St, Building 7, Loading Dock C, Attn Receiving, " * 4 + "Springfield, IL 62701"
     assert len(long.encode()) > 127  # a long-form DER length
-    assert decode_text(encode_text(long)) == long.strip()
+    assert decode_address(encode_address(long)) == long.strip()
     who = cs.signer(address=long)
     assert read_extensions(who.cert).address == long.strip()
     assert read_extensions(cs.signer(address=None).cert).address is None
+
+
+def _lines(*lines: str) -> bytes:
+    from asn1crypto import core
+    from asn1crypto import x509 as ax
+
+    class Lines(core.SequenceOf):
+        _child_spec = ax.DirectoryString
+
+    return Lines([ax.DirectoryString(name="utf8_string", value=x) for x in lines]).dump()
+
+
+def test_a_postal_address_of_several_lines_is_read_line_by_line():
+    der = _lines("1 Main St", "Springfield, IL 62701")
+    assert decode_address(der) == "1 Main St, Springfield, IL 62701"
+    assert decode_address(b"\x1e\x04\x00h\x00i") == "hi"  # BMPString
 
 
 @pytest.mark.parametrize(
@@ -131,17 +147,62 @@ def test_the_extension_round_trips_long_addresses():
         b"\x0c",
         b"\x04\x02ab",  # empty, no length, an OCTET STRING
         b"\x0c\x05abc",
-        b"\x0c\x01abc",  # lengths that do not fit
-        b"\x0c\x85\x00\x00\x00\x00\x01a",  # a length of 5 octets
+        b"\x0c\x03abcX",  # lengths that do not fit
         b"\x0c\x02\xff\xfe",  # not UTF-8
+        b"\x0c\x03\x20\x20\x20",  # blank: no location
+        b"\x0c\x03a\x00b",  # a control character
     ],
 )
-def test_unreadable_extension_values_read_as_absent(der):
-    assert decode_text(der) is None
+def test_unreadable_extension_values_read_as_none(der):
+    assert decode_address(der) is None
+
+
+def _with_raw_address(der: bytes):
+    """A purchaser certificate whose address extension holds ``der`` as it is."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    pki, who = cs.pki(), cs.signer(address=None)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(who.cert.subject)
+        .issuer_name(who.cert.issuer)
+        .public_key(who.key.public_key())
+        .serial_number(who.cert.serial_number + 1)
+        .not_valid_before(who.cert.not_valid_before_utc)
+        .not_valid_after(who.cert.not_valid_after_utc)
+    )
+    for ext in who.cert.extensions:
+        builder = builder.add_extension(ext.value, ext.critical)
+    cert = builder.add_extension(x509.UnrecognizedExtension(ADDRESS_OID, der), critical=False).sign(
+        pki.sub_key, hashes.SHA256()
+    )
+    return type(who)(key=who.key, cert=cert, chain=who.chain)
+
+
+def test_an_unreadable_extension_is_said_so_never_taken_for_a_location():
+    who = _with_raw_address(b"\x04\x02ab")
+    raw = sign_cms(cs.payload(purchaser=_purchaser("2 Elm St")), who)
+    assert _verify(raw).ship_to == "unreadable"
+    with pytest.raises(Rejected) as exc:
+        _verify(raw, ship_to_required=True)
+    assert exc.value.reason is RejectReason.SHIP_TO_MISMATCH
+    assert "cannot read" in exc.value.detail
+    lines = _with_raw_address(_lines("1 Main Street", "Springfield IL 62701"))
+    assert _verify(sign_cms(cs.payload(), lines)).ship_to == "matched"
+
+
+def test_accents_are_dropped_but_letters_are_not():
+    assert same_address("1 Calle Peña, Ponce, PR 00716", "1 CALLE PENA, PONCE, PR 00716")
+    assert not same_address("1 Élm St, Ponce, PR 00716", "1 Ülm St, Ponce, PR 00716")
+    assert normalize_address("Ävenue") != normalize_address("Venue")
 
 
 def test_normalisation_keeps_what_tells_locations_apart():
     assert normalize_address("10 North Oak Avenue, Apt 3") == "10 N OAK AVE APT 3"
+    assert not same_address("100 North St", "100 N St")  # North Street is not N Street
+    assert not same_address("5 E St", "5 East St")
+    assert same_address("5 Main St North", "5 Main St N")
     assert not same_address("10 N Oak Ave Apt 3", "10 N Oak Ave Apt 4")
     assert not same_address("10 Oak Ave", "100 Oak Ave")
     with pytest.raises(ValueError):

@@ -51,7 +51,7 @@ def test_verify_files_all_verified(tmp_path, trust_args):
     assert result.exit_code == 0, result.output
     assert rows == [
         {"file": str(good), "order_number": "25X00A123", "purchaser_dea": cs.PURCHASER,
-         "status": "verified", "reason": None, "detail": None}
+         "status": "verified", "reason": None, "detail": None, "ship_to": "matched"}
     ]  # fmt: skip
 
 
