@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from engine.cli_audit import explain_cmd, holds_cmd, sors_cmd
+from engine.cli_audit import compare_cmd, explain_cmd, holds_cmd, sors_cmd
 from engine.cli_csos import certs, verify_cmd
 from engine.cli_options import (
     CONFIG_OPTION,
@@ -273,7 +273,7 @@ def train_cmd(feed, out_dir, until, config_path, trust) -> None:
                            "peer_groups": len(manifest["peer_groups"])}))
 
 
-for _command in (explain_cmd, holds_cmd, review_cmd, verify_cmd, certs, sors_cmd):
+for _command in (compare_cmd, explain_cmd, holds_cmd, review_cmd, verify_cmd, certs, sors_cmd):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,8 +1,9 @@
-"""The commands an officer or investigator runs on single orders and messages.
+"""The commands a compliance officer or investigator runs on the engine's records.
 
 ``som explain`` (every finding behind one decision), ``som holds`` (the held orders no
-review has settled: an officer's queue) and ``som sors`` (report rows for the orders
-officers reported to DEA). ``engine.cli`` adds them to the ``som`` group; the
+review has settled: an officer's queue), ``som sors`` (report rows for the orders
+officers reported to DEA) and ``som compare`` (the orders a threshold change would flip,
+from two backtests). ``engine.cli`` adds them to the ``som`` group; the
 CSOS commands are in ``engine.cli_csos``, ``som review`` in ``engine.cli_review``.
 """
 
@@ -25,7 +26,7 @@ from engine.cli_options import (
     trust_options,
 )
 
-__all__ = ["explain_cmd", "holds_cmd", "sors_cmd"]
+__all__ = ["compare_cmd", "explain_cmd", "holds_cmd", "sors_cmd"]
 
 DECISIONS_OPTION = click.option(
     "--decisions",
@@ -217,3 +218,39 @@ def holds_cmd(decisions_path, reviews_path, at, due_days, out_path) -> None:
     late = [r for r in rows if r["overdue"]]
     oldest = f", the oldest waiting {rows[0]['waiting_days']:g} days" if rows else ""
     click.echo(f"som holds: {len(rows)} open holds, {len(late)} past due{oldest}", err=True)
+
+
+@click.command("compare")
+@click.argument("before", type=click.Path(dir_okay=False))
+@click.argument("after", type=click.Path(dir_okay=False))
+@OUT_OPTION
+def compare_cmd(before, after, out_path) -> None:
+    """The orders whose decision differs between two backtests of one feed.
+
+    BEFORE and AFTER are decision files (som replay --out) of the same feed with the
+    current and a proposed configuration or models. One JSON line per changed order
+    (the reasons on both sides); a summary on standard error, last as one JSON line:
+    orders compared, holds before and after, the orders released and held by the change
+    counted by reason, and both sides' config and model versions.
+    """
+    import json
+
+    from engine.compare import BadDecision, compare_decisions
+
+    records = {
+        "before": json_lines_file(before, "BEFORE"),
+        "after": json_lines_file(after, "AFTER"),
+    }
+    try:
+        summary, changed = compare_decisions(records["before"], records["after"])
+    except BadDecision as exc:
+        raise click.BadParameter(str(exc), param_hint=exc.side.upper()) from None
+    _write_rows(changed, out_path)
+    holds = summary["holds"]
+    click.echo(
+        f"som compare: {summary['compared']} orders in both, holds {holds['before']} -> "
+        f"{holds['after']}: {sum(summary['released_now'].values())} released, "
+        f"{sum(summary['held_now'].values())} newly held",
+        err=True,
+    )
+    click.echo(json.dumps(summary), err=True)

@@ -1,0 +1,114 @@
+"""What a threshold change would do: two backtests of one feed, order by order.
+
+Compliance teams tune ``[scoring]`` limits and overrides, and every change must be
+defensible: which orders it would have released that were held, and why they were held;
+which it would now hold, and why. ``som replay`` the same feed with the current and the
+proposed configuration (or models), then compare the two decision files. Orders are
+matched by identity (purchaser DEA number, order number); a redelivered decision counts
+once. The decisions' config and model versions are reported so the comparison itself
+can be reproduced.
+
+>>> def d(n, verdict, *codes):
+...     return {"order_number": n, "purchaser_dea": "BP1234563", "decision": verdict,
+...             "reasons": [{"code": c, "detail": c} for c in codes],
+...             "config_version": "c1", "model_version": "m1"}
+>>> summary, changed = compare_decisions(
+...     [d("1", "HOLD", "size_own"), d("2", "RELEASE"), d("3", "HOLD", "split_orders")],
+...     [d("1", "RELEASE"), d("2", "HOLD", "size_own"), d("3", "HOLD", "split_orders")])
+>>> summary["holds"], summary["released_now"], summary["held_now"]
+({'before': 2, 'after': 2}, {'size_own': 1}, {'size_own': 1})
+>>> [(c["order_number"], c["before"], c["after"]) for c in changed]
+[('1', 'HOLD', 'RELEASE'), ('2', 'RELEASE', 'HOLD')]
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+__all__ = ["BadDecision", "compare_decisions"]
+
+_VERDICTS = ("HOLD", "RELEASE")
+
+
+class BadDecision(ValueError):
+    """A decision record that cannot be compared; ``side`` is "before" or "after"."""
+
+    def __init__(self, side: str, detail: str) -> None:
+        super().__init__(detail)
+        self.side = side
+
+
+def _by_identity(records: Iterable[dict], side: str) -> tuple[dict, set[str], set[str]]:
+    out: dict[tuple[str, str], dict] = {}
+    configs, models = set(), set()
+    for n, d in enumerate(records, 1):
+        if "decision" not in d:  # rejections and review records share some outputs
+            continue
+        key = (d.get("purchaser_dea"), d.get("order_number"))
+        if not all(isinstance(k, str) and k for k in key) or d["decision"] not in _VERDICTS:
+            raise BadDecision(
+                side,
+                f"decision record {n} has no purchaser_dea, order_number or HOLD/RELEASE decision",
+            )
+        reasons = d.get("reasons") or []
+        if not isinstance(reasons, list) or not all(isinstance(r, dict) for r in reasons):
+            raise BadDecision(side, f"decision record {n} has reasons that are not objects")
+        out.setdefault(key, d)
+        configs.add(str(d.get("config_version")))
+        models.add(str(d.get("model_version")))
+    return out, configs, models
+
+
+def _codes(d: dict) -> list[str]:
+    return [str(r.get("code")) for r in d.get("reasons") or []]
+
+
+def compare_decisions(before: Iterable[dict], after: Iterable[dict]) -> tuple[dict, list[dict]]:
+    """A summary and one row per order whose decision changed, in the ``after`` file's order.
+
+    ``released_now`` counts, by the first reason that held it before, the orders the
+    change would release; ``held_now`` counts, by the first reason that holds it now, the
+    orders it would hold. Orders in one file only are counted, not compared (a different
+    feed or a shorter replay).
+    """
+    old, old_configs, old_models = _by_identity(before, "before")
+    new, new_configs, new_models = _by_identity(after, "after")
+    common = old.keys() & new.keys()
+    released, held = Counter(), Counter()
+    changed = []
+    for key, d in new.items():
+        if key not in common or old[key]["decision"] == d["decision"]:
+            continue
+        was = old[key]
+        first = (_codes(was) if d["decision"] == "RELEASE" else _codes(d)) or ["none"]
+        (released if d["decision"] == "RELEASE" else held)[first[0]] += 1
+        changed.append(
+            {
+                "record": "changed_decision",
+                "order_number": key[1],
+                "purchaser_dea": key[0],
+                "signed_at": d.get("signed_at"),
+                "before": was["decision"],
+                "after": d["decision"],
+                "reasons_before": _codes(was),
+                "reasons_after": _codes(d),
+                "why": ((d if d["decision"] == "HOLD" else was).get("reasons") or [{}])[0].get(
+                    "detail"
+                ),
+            }
+        )
+    summary = {
+        "compared": len(common),
+        "only_before": len(old) - len(common),
+        "only_after": len(new) - len(common),
+        "holds": {
+            "before": sum(old[k]["decision"] == "HOLD" for k in common),
+            "after": sum(new[k]["decision"] == "HOLD" for k in common),
+        },
+        "released_now": dict(released.most_common()),
+        "held_now": dict(held.most_common()),
+        "config_version": {"before": sorted(old_configs), "after": sorted(new_configs)},
+        "model_version": {"before": sorted(old_models), "after": sorted(new_models)},
+    }
+    return summary, changed
