@@ -157,8 +157,8 @@ class StateGauges:
         )
         g = GaugeMetricFamily(
             "som_certificates_expiring",
-            "Purchasers seen by this worker whose CSOS certificate expires within N days "
-            "(or has expired)",
+            "Purchasers in this worker's profiles whose latest CSOS certificate expires within "
+            "N days (or has expired)",
             labels=["within_days"],
         )
         for days in EXPIRY_WINDOWS_DAYS:

@@ -205,6 +205,8 @@ class Pipeline:
             [(a.family, a.units, a.grams, a.mme) for a in amounts],
             t,
         )
+        if verified.cert_not_after is not None:  # for the certificate-expiry gauge
+            profile.note_certificate(verified.cert_not_after.timestamp(), verified.signer_serial)
         for part in parts:
             if part:
                 self._open_cases(profile, part, amounts, dea, day, order.order_number)

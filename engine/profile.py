@@ -58,7 +58,7 @@ SEEN_DAYS = 120  # two order-validity periods (1305.22(e): 60 days)
 TIMES = 32  # last signing times per registrant (cadence, bursts)
 HELD_CASES = 4  # held-order cases kept per family (the latest; pruned when one is noted)
 HELD_KEEP_DAYS = 60  # cases older than this (event time) are dropped
-STATE_VERSION = 4  # 4: a case carries its review (outcome and time, "" until reviewed)
+STATE_VERSION = 5  # 4: a case carries its review (outcome and time); 5: the certificate
 OUTCOMES = ("cleared", "reported")
 
 
@@ -81,7 +81,7 @@ class RegistrantProfile:
 
     __slots__ = (
         "families", "seen", "recent", "first_day", "last_day", "orders", "times", "held",
-        "_seen_enc", "_recent_text",
+        "cert", "_seen_enc", "_recent_text",
     )
 
     def __init__(self) -> None:
@@ -95,6 +95,9 @@ class RegistrantProfile:
         # family -> cases [day, units, grams, order number, reason code, review outcome,
         # reviewed at], oldest first; both "" until an officer's review (engine.review)
         self.held: dict[str, list[list]] = {}
+        # [not_after in epoch seconds, serial hex] of the signing certificate that expires
+        # last (a renewal replaces it): the expiry gauge survives a restart with the table
+        self.cert: list | None = None
         # JSON kept for ``dumps_state``: each of the first entries of ``seen`` encoded
         # (entries only join at the end); each ``recent`` entry's JSON by order number
         self._seen_enc: list[str] = []
@@ -141,6 +144,11 @@ class RegistrantProfile:
         seen[order_number] = (day, digest)
         if len(seen) > MAX_SEEN or next(iter(seen.values()))[0] < self.last_day - SEEN_DAYS:
             self._forget_seen()
+
+    def note_certificate(self, not_after: float, serial: str | None) -> None:
+        """Keep the signing certificate that expires last (a renewal wins, never an old one)."""
+        if self.cert is None or not_after > self.cert[0]:
+            self.cert = [int(not_after), serial]
 
     def _forget_seen(self) -> None:
         """Forget order numbers signed more than ``SEEN_DAYS`` before the newest order;
@@ -243,7 +251,7 @@ class RegistrantProfile:
         return entry[2] if entry else None
 
     def to_state(self) -> list:
-        """A JSON-ready list (``STATE_VERSION``); ``from_state`` reads versions 1 to 4."""
+        """A JSON-ready list (``STATE_VERSION``); ``from_state`` reads versions 1 to 5."""
         fams = {
             f: [h.first_day, h.last_day, [[d, *b] for d, b in h.days.items()], h.ring, h.peak]
             for f, h in self.families.items()
@@ -251,7 +259,7 @@ class RegistrantProfile:
         seen = [[k, d, s] for k, (d, s) in self.seen.items()]
         return [
             STATE_VERSION, self.first_day, self.last_day, self.orders, fams, seen, self.recent,
-            self.times, self.held,
+            self.times, self.held, self.cert,
         ]
 
     def dumps_state(self) -> bytes:
@@ -265,7 +273,7 @@ class RegistrantProfile:
         head = _enc([STATE_VERSION, self.first_day, self.last_day, self.orders])[:-1]
         return (
             f"{head},{{{fams}}},{self._seen_json()},{self._recent_json()},{_enc(self.times)},"
-            f"{_enc(self.held)}]".encode()
+            f"{_enc(self.held)},{_enc(self.cert)}]".encode()
         )
 
     def _seen_json(self) -> str:
@@ -287,7 +295,7 @@ class RegistrantProfile:
 
     @classmethod
     def from_state(cls, state: list) -> RegistrantProfile:
-        if not isinstance(state, list) or not state or state[0] not in (1, 2, 3, 4):
+        if not isinstance(state, list) or not state or state[0] not in (1, 2, 3, 4, 5):
             raise ValueError("unknown profile state version")
         p = cls()
         if state[0] == 1:
@@ -299,6 +307,11 @@ class RegistrantProfile:
                 if len(state) < 9 or not isinstance(state[8], dict):
                     raise ValueError(f"profile state version {state[0]} lacks its held cases")
                 p.held = {f: [_case(c, state[0]) for c in cs] for f, cs in state[8].items()}
+            if state[0] >= 5:
+                cert = state[9] if len(state) > 9 else "absent"
+                if cert is not None and not (isinstance(cert, list) and len(cert) == 2):
+                    raise ValueError("profile state version 5 lacks its certificate entry")
+                p.cert = None if cert is None else [int(cert[0]), cert[1]]
         for f, entry in fams.items():
             h = p.families[f] = FamilyHistory()
             h.first_day, h.last_day, buckets = entry[0], entry[1], entry[2]

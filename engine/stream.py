@@ -44,7 +44,6 @@ from connectors.kafka_admin import bootstrap_servers
 from connectors.offset_probe import RecordProbe
 from engine.batch_gc import MICRO_BATCH
 from engine.build import build_pipeline
-from engine.cert_watch import CertExpiryWatch
 from engine.changelog_ends import ChangelogTableManager
 from engine.commit_guard import guard_commit_holes
 from engine.faust_hooks import (
@@ -158,20 +157,6 @@ def create_app(
         on_pass_over=metrics.input_passed_over.inc if metrics_on else None,
     )
     app.som_offset_guard = guard  # read by the patched commit (guard_commit_holes)
-    # the Verifier may come with its own certificate watch; otherwise this driver keeps one
-    cert_watch = getattr(pipeline.verifier, "cert_watch", None)
-    own_watch = cert_watch is None and metrics_on
-    if own_watch:
-        cert_watch = CertExpiryWatch()
-
-    cert_seen: dict[str, object] = {}  # purchaser -> not_after observed: skip the salted hash
-
-    def watch_cert(dea: str, verified) -> None:
-        if len(cert_seen) > 1_000_000:
-            cert_seen.clear()
-        cert_seen[dea] = verified.cert_not_after
-        cert_watch.observe_order(verified)
-
     def home_partition(dea: str) -> int:
         return key_hash(dea.encode()) % k.partitions
 
@@ -212,8 +197,6 @@ def create_app(
                 emit(verified, msg.key, received, t)
                 continue
             dea = verified.order.purchaser.dea_number
-            if own_watch and cert_seen.get(dea) != verified.cert_not_after:
-                watch_cert(dea, verified)
             if not rekey_pass and (msg.key != dea.encode() or msg.partition != home_partition(dea)):
                 send_soon(
                     rekeyed,
@@ -348,7 +331,7 @@ def create_app(
                 registrants=lambda: len(table),
                 profile_sizes=lambda: profile_sizes(table),
                 verifier=pipeline.verifier,
-                cert_watch=cert_watch,
+                cert_watch=profiles,  # certificate expiry from the profiles in the table
                 lag=lag,
                 review_trust=pipeline.review_auth.trust,
             )

@@ -42,6 +42,7 @@ class Running:
     proc: object
     log: Path
     bootstrap: str
+    app_id: str
 
     @property
     def messages(self) -> list[bytes]:
@@ -84,7 +85,7 @@ def running_worker(broker, tmp_path: Path, metrics: bool = True, ready_timeout: 
                 break
             time.sleep(0.3)
         assert status == 200, f"not ready: {body}\n{log.read_text(errors='replace')[-2000:]}"
-        yield Running(tf, topics, port, proc, log, broker.bootstrap)
+        yield Running(tf, topics, port, proc, log, broker.bootstrap, app_id)
     finally:
         stop_worker(proc)
 
@@ -155,7 +156,8 @@ def test_worker_serves_metrics_health_and_nothing_personal(broker, tmp_path):
         assert metric_value(text, "som_rebalances_total") >= 1
         assert metric_value(text, "som_partitions_assigned") == 4  # 2 partitions x 2 topics
         assert 0 <= metric_value(text, "som_consumer_lag_age_seconds") < 10
-        assert 'som_certificates_expiring{within_days="45"}' in text
+        # the test certificates expire on 2026-12-07: within 45 days, or expired, from today on
+        assert starting(text, 'som_certificates_expiring{within_days="45"}') == len(PURCHASERS)
         assert 'som_crl_age_seconds{issuer="som TEST CSOS Sub CA"}' in text
         assert 'som_consumer_lag{partition="0",topic="' + w.topics[0] + '"} 0.0' in text
 
@@ -173,6 +175,29 @@ def test_worker_serves_metrics_health_and_nothing_personal(broker, tmp_path):
         ready = json.loads(pages["/readyz"][1])
         assert ready == {"ready": True, "not_ready": [], "checks": {
             "table_recovery": "ok", "models": "ok", "trust_material": "ok", "broker": "ok"}}
+
+
+def test_certificate_expiry_counts_survive_a_restart(broker, tmp_path):
+    """The gauge is read from the profiles, so a restarted worker counts the purchasers it
+    recovered from the table's changelog without waiting for their next orders."""
+    expiring = 'som_certificates_expiring{within_days="45"}'
+    with running_worker(broker, tmp_path) as w:
+        publish_and_wait(w)
+        assert wait_for(lambda: starting(get(w.port, "/metrics")[1], expiring) == len(PURCHASERS))
+    proc, port = start_worker(w.feed.config, broker.url, w.app_id, tmp_path / "again.log")
+    try:
+        assert wait_for(lambda: get(port, "/readyz")[0] == 200, timeout=60), (
+            (tmp_path / "again.log").read_text(errors="replace")[-2000:])
+        def recovered() -> str | None:
+            text = get(port, "/metrics")[1]
+            return text if starting(text, "som_registrants_tracked") == len(PURCHASERS) else None
+
+        text = wait_for(recovered, timeout=30)
+        assert text, "the restarted worker did not recover the profiles"
+        assert metric_value(text, "som_orders_received_total") == 0  # no order since
+        assert starting(text, expiring) == len(PURCHASERS)
+    finally:
+        stop_worker(proc)
 
 
 def test_metrics_switch_off_keeps_health(broker, tmp_path):

@@ -3,6 +3,7 @@
 import json
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +36,8 @@ def test_dumps_state_matches_to_state_after_every_order(orders, every):
         position = None if units % 3 == 0 else ("orders.signed:0", i)
         p.remember(f"25X{i:06d}", {"decision": "RELEASE", "i": i, "u": units}, position,
                    lambda tp, offset, i=i: offset < i - 3)
+        if units % 4 == 0:  # signed by a certificate expiring on day 20400 + units % 9
+            p.note_certificate((20400 + units % 9) * 86400.0 + 0.5, f"{int(units):x}")
         if units % 11 == 0 and i:  # an order number applied again (replaced in place)
             p.apply(f"25X{i - 1:06d}", 20000 + day, "f" * 16, [(family, 1.0, 0.001, 1.5)])
             p.remember(f"25X{i - 1:06d}", {"decision": "HOLD", "i": i}, None)
@@ -123,3 +126,21 @@ def test_at_the_cap_expired_stragglers_go_before_numbers_still_in_the_window():
         assert p.dumps_state() == _plain(p)
     finally:
         engine.profile.MAX_SEEN = saved
+
+
+def test_the_certificate_that_expires_last_is_kept_and_read_back():
+    p = RegistrantProfile()
+    assert p.to_state()[9] is None
+    p.note_certificate(1_800_000_000.7, "1a")
+    p.note_certificate(1_700_000_000.0, "0b")  # an older certificate's late order
+    assert p.cert == [1_800_000_000, "1a"]
+    p.note_certificate(1_900_000_000.0, "2c")  # a renewal
+    back = RegistrantProfile.from_state(json.loads(p.dumps_state()))
+    assert back.cert == [1_900_000_000, "2c"] and back.dumps_state() == p.dumps_state()
+    old = p.to_state()[:9]  # a version 4 state (before certificates were kept)
+    old[0] = 4
+    assert RegistrantProfile.from_state(old).cert is None
+    broken = p.to_state()
+    broken[9] = "2c"
+    with pytest.raises(ValueError, match="certificate"):
+        RegistrantProfile.from_state(broken)
