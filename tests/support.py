@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -108,3 +110,9 @@ def build_feed(tmp: Path, weeks: int = 20, bad: bool = True) -> TestFeed:
         '[catalog]\npath = "catalog.csv"\n'
     )
     return tf
+
+
+def som(*args: str) -> subprocess.CompletedProcess:
+    """``som ARGS...`` in a subprocess, as a user runs it (text output, exit code)."""
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True,
+                          text=True, timeout=120)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
@@ -13,13 +11,7 @@ import pytest
 from config.settings import FINDING_CODES
 from engine.compare import BadDecision, compare_decisions
 from tests.streamtools import configure
-from tests.support import build_feed
-
-
-def som(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, timeout=120
-    )
+from tests.support import build_feed, som
 
 
 def _d(number: str, verdict: str, *codes: str, dea: str = "BP1234563", config: str = "c1"):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,15 +10,9 @@ import pytest
 from engine.holds import BadRecord, open_holds
 from engine.review import standing_reviews
 from tests.review_support import SPIKE_DAY, WEEKS, review
-from tests.support import PURCHASERS, build_feed
+from tests.support import PURCHASERS, build_feed, som
 
 NOW = datetime(2025, 6, 20, 12, 0, tzinfo=UTC)
-
-
-def som(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def _decision(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,12 +10,7 @@ import pytest
 
 from engine.sors import sors_row, standing_reports
 from tests.review_support import SPIKE_DAY, WEEKS, review
-from tests.support import PURCHASERS, START, SUPPLIER, build_feed
-
-
-def som(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True,
-                          text=True, timeout=120)
+from tests.support import PURCHASERS, START, SUPPLIER, build_feed, som
 
 
 @pytest.fixture(scope="module")
