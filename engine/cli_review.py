@@ -37,12 +37,20 @@ __all__ = ["review_cmd"]
 @click.option(
     "--sign-cert",
     type=click.Path(dir_okay=False, exists=True),
-    help="Sign the review (JSON envelope): the signer's certificate, then its chain (PEM).",
+    help="Sign the review: the signer's certificate, then its chain (PEM).",
 )
 @click.option(
     "--sign-key",
     type=click.Path(dir_okay=False, exists=True),
     help="The signer's unencrypted private key (PEM), with --sign-cert.",
+)
+@click.option(
+    "--sign-as",
+    type=click.Choice(["json", "cms"]),
+    default="json",
+    show_default=True,
+    help="A signed review's envelope: the JSON envelope, or CMS SignedData as "
+    "`openssl cms -sign` writes it (DER; printed as a feed line: base64 in a JSON string).",
 )
 @click.option(
     "--print",
@@ -62,6 +70,7 @@ def review_cmd(
     broker,
     sign_cert,
     sign_key,
+    sign_as,
     print_only,
     config_path,
 ) -> None:
@@ -72,6 +81,7 @@ def review_cmd(
     reviews.applied (or orders.rejected).
     """
     import asyncio
+    import base64
     import json
 
     from connectors.kafka_admin import publish_one
@@ -103,10 +113,13 @@ def review_cmd(
         raise click.BadParameter(exc.detail, param_hint=hint) from None
     if bool(sign_cert) != bool(sign_key):
         raise click.UsageError("--sign-cert and --sign-key go together")
+    if not sign_cert and sign_as != "json":
+        raise click.UsageError("--sign-as needs --sign-cert and --sign-key")
     if sign_cert:
-        raw = _signed_review(raw, sign_cert, sign_key)
-    if print_only:
-        click.echo(raw.decode())
+        raw = _signed_review(raw, sign_cert, sign_key, sign_as)
+    if print_only:  # a line of a reviews file (read like a feed file)
+        line = json.dumps(base64.b64encode(raw).decode()) if sign_as == "cms" else raw.decode()
+        click.echo(line)
         return
     settings = settings_from(config_path, kafka={"broker": broker})
     k = settings.kafka
@@ -117,20 +130,22 @@ def review_cmd(
             f"could not publish to {k.reviews_topic} at {k.broker}: {type(exc).__name__}: {exc}"
         ) from None
     click.echo(
-        json.dumps({"topic": k.reviews_topic, **where, "review": body, "signed": bool(sign_cert)})
+        json.dumps({"topic": k.reviews_topic, **where, "review": body, "signed": bool(sign_cert),
+                    "envelope": sign_as if sign_cert else None})
     )
 
 
-def _signed_review(raw: bytes, cert_path: str, key_path: str) -> bytes:
-    """The review as a one-line JSON envelope signed with the officer's key (a line for
-    ``som replay --reviews`` too)."""
+def _signed_review(raw: bytes, cert_path: str, key_path: str, form: str) -> bytes:
+    """The review signed with the officer's key: a one-line JSON envelope, or CMS DER."""
     import json
 
-    from connectors.signing import load_identity, sign_json_envelope
+    from connectors.signing import load_identity, sign_cms, sign_json_envelope
 
     try:
         who = load_identity(Path(cert_path).read_bytes(), Path(key_path).read_bytes())
     except ValueError as exc:
         flag = "--sign-key" if str(exc).startswith("key") else "--sign-cert"
         raise click.BadParameter(str(exc), param_hint=flag) from None
+    if form == "cms":
+        return sign_cms(raw, who)
     return json.dumps(sign_json_envelope(raw, who), separators=(",", ":")).encode()

@@ -172,6 +172,16 @@ def test_som_review_signs_with_the_officers_key_and_names_a_wrong_one(case_syste
     (line,) = result.stdout.splitlines()
     got, signer = ReviewAuthenticator.from_dirs(trust, True).open(line.encode())
     assert got.reviewer == "officer-17" and "Case System [TEST]" in signer.subject
+    # as CMS SignedData, printed as a reviews-file line (base64 in a JSON string)
+    result = CliRunner().invoke(main, [*args, "--sign-cert", str(cert), "--sign-key", str(key),
+                                       "--sign-as", "cms"])
+    assert result.exit_code == 0, result.output
+    der = base64.b64decode(json.loads(result.stdout))
+    assert der[:1] == b"\x30"  # a DER SEQUENCE (ContentInfo)
+    got, signer = ReviewAuthenticator.from_dirs(trust, True).open(der)
+    assert got.outcome == "cleared" and "Case System [TEST]" in signer.subject
+    result = CliRunner().invoke(main, [*args, "--sign-as", "cms"])
+    assert result.exit_code == 2 and "--sign-cert" in result.output
     other = tmp_path / "other.key"
     other.write_bytes(cs.signer().key.private_bytes(pem, ser.PrivateFormat.PKCS8,
                                                     ser.NoEncryption()))
