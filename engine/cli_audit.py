@@ -204,7 +204,8 @@ def holds_cmd(decisions_path, reviews_path, at, due_days, out_path) -> None:
     """
     from datetime import UTC, datetime
 
-    from engine.holds import BadRecord, open_holds
+    from engine.holds import open_holds
+    from engine.records import BadRecord
 
     now = parse_at(at) or datetime.now(UTC)
     reviews = json_lines_file(reviews_path, "--reviews-applied")
@@ -235,7 +236,8 @@ def compare_cmd(before, after, out_path) -> None:
     """
     import json
 
-    from engine.compare import BadDecision, compare_decisions
+    from engine.compare import compare_decisions
+    from engine.records import BadRecord
 
     records = {
         "before": json_lines_file(before, "BEFORE"),
@@ -243,8 +245,8 @@ def compare_cmd(before, after, out_path) -> None:
     }
     try:
         summary, changed = compare_decisions(records["before"], records["after"])
-    except BadDecision as exc:
-        raise click.BadParameter(str(exc), param_hint=exc.side.upper()) from None
+    except BadRecord as exc:
+        raise click.BadParameter(str(exc), param_hint=exc.source.upper()) from None
     _write_rows(changed, out_path)
     holds = summary["holds"]
     click.echo(

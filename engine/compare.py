@@ -26,38 +26,36 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-__all__ = ["BadDecision", "compare_decisions"]
+from engine.records import BadRecord, checked_decision
 
-_VERDICTS = ("HOLD", "RELEASE")
-
-
-class BadDecision(ValueError):
-    """A decision record that cannot be compared; ``side`` is "before" or "after"."""
-
-    def __init__(self, side: str, detail: str) -> None:
-        super().__init__(detail)
-        self.side = side
+__all__ = ["compare_decisions"]
 
 
-def _by_identity(records: Iterable[dict], side: str) -> tuple[dict, set[str], set[str]]:
+def _by_identity(records: Iterable[dict], side: str) -> tuple[dict, int, set[str], set[str]]:
+    """Decisions by identity, how many other records were skipped, the versions seen."""
     out: dict[tuple[str, str], dict] = {}
+    skipped = 0
     configs, models = set(), set()
     for n, d in enumerate(records, 1):
         if "decision" not in d:  # rejections and review records share some outputs
+            skipped += 1
             continue
-        key = (d.get("purchaser_dea"), d.get("order_number"))
-        if not all(isinstance(k, str) and k for k in key) or d["decision"] not in _VERDICTS:
-            raise BadDecision(
+        key, _ = checked_decision(n, d, side)
+        first = out.setdefault(key, d)
+        if first["decision"] != d["decision"]:  # a redelivery repeats its decision
+            raise BadRecord(
                 side,
-                f"decision record {n} has no purchaser_dea, order_number or HOLD/RELEASE decision",
+                f"decision record {n}: order {key[1]} of {key[0]} is "
+                f"{d['decision']} here and {first['decision']} earlier in the file "
+                "(two runs in one file?)",
             )
-        reasons = d.get("reasons") or []
-        if not isinstance(reasons, list) or not all(isinstance(r, dict) for r in reasons):
-            raise BadDecision(side, f"decision record {n} has reasons that are not objects")
-        out.setdefault(key, d)
         configs.add(str(d.get("config_version")))
         models.add(str(d.get("model_version")))
-    return out, configs, models
+    if not out:
+        raise BadRecord(
+            side, f"no decision records ({skipped} other records): not a decisions file"
+        )
+    return out, skipped, configs, models
 
 
 def _codes(d: dict) -> list[str]:
@@ -70,10 +68,11 @@ def compare_decisions(before: Iterable[dict], after: Iterable[dict]) -> tuple[di
     ``released_now`` counts, by the first reason that held it before, the orders the
     change would release; ``held_now`` counts, by the first reason that holds it now, the
     orders it would hold. Orders in one file only are counted, not compared (a different
-    feed or a shorter replay).
+    feed or a shorter replay). A record that is not a decision is skipped and counted; a
+    file with no decision, or one order decided both ways, is a ``BadRecord``.
     """
-    old, old_configs, old_models = _by_identity(before, "before")
-    new, new_configs, new_models = _by_identity(after, "after")
+    old, old_skipped, old_configs, old_models = _by_identity(before, "before")
+    new, new_skipped, new_configs, new_models = _by_identity(after, "after")
     common = old.keys() & new.keys()
     released, held = Counter(), Counter()
     changed = []
@@ -102,6 +101,7 @@ def compare_decisions(before: Iterable[dict], after: Iterable[dict]) -> tuple[di
         "compared": len(common),
         "only_before": len(old) - len(common),
         "only_after": len(new) - len(common),
+        "skipped": {"before": old_skipped, "after": new_skipped},
         "holds": {
             "before": sum(old[k]["decision"] == "HOLD" for k in common),
             "after": sum(new[k]["decision"] == "HOLD" for k in common),

@@ -114,12 +114,21 @@ class StateGauges:
                 state = count * (sum(sizes) / len(sizes)) if sizes else 0.0
             except Exception:
                 state = self._slow[1] if self._slow else 0.0
-            expiring = {
-                d: (self.cert_watch.expiring_count(now, d) if self.cert_watch is not None else 0)
-                for d in EXPIRY_WINDOWS_DAYS
-            }
+            expiring = self._expiring(now)
             self._slow = (t, state, expiring)
         return self._slow[1], self._slow[2]
+
+    def _expiring(self, now: datetime) -> dict[int, int]:
+        """Per window: a census's one pass (``engine.cert_census``), or a watch's counts."""
+        watch = self.cert_watch
+        if watch is None:
+            return {}
+        try:
+            if hasattr(watch, "expiring_counts"):
+                return watch.expiring_counts(now, EXPIRY_WINDOWS_DAYS)
+            return {d: watch.expiring_count(now, d) for d in EXPIRY_WINDOWS_DAYS}
+        except Exception:  # a scrape must answer; keep the last counts
+            return self._slow[2] if self._slow else {}
 
     def _crls(self, now: datetime) -> tuple[dict[str, float], int]:
         """Age per issuer label (the oldest when two CAs share a CN) and the stale count."""

@@ -27,20 +27,12 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from connectors.orders import parse_timestamp
-from engine.records import Rejected
+from engine.records import BadRecord, Rejected, checked_decision
 from engine.review import standing_reviews
 
-__all__ = ["DUE_DAYS", "BadRecord", "open_holds"]
+__all__ = ["DUE_DAYS", "open_holds"]
 
 DUE_DAYS = 7  # 85 FR 69282 (proposed): decide on a held order within 7 days
-
-
-class BadRecord(ValueError):
-    """A record ``som holds`` cannot read; ``source`` is "decisions" or "reviews"."""
-
-    def __init__(self, source: str, detail: str) -> None:
-        super().__init__(detail)
-        self.source = source
 
 
 def _utc(text: object) -> datetime | None:
@@ -52,24 +44,13 @@ def _utc(text: object) -> datetime | None:
 
 def _hold(n: int, d: dict) -> tuple[tuple[str, str], datetime, list[dict]]:
     """A HOLD record's identity, the time it waits from, and its reasons, or ``BadRecord``."""
-    key = (d.get("purchaser_dea"), d.get("order_number"))
-    if not all(isinstance(k, str) and k for k in key):
-        raise BadRecord(
-            "decisions", f"decision record {n} (a HOLD) has no purchaser_dea or order_number"
-        )
+    key, reasons = checked_decision(n, d, "decisions")
     since = _utc(d.get("received_at")) or _utc(d.get("signed_at"))
     if since is None:
         raise BadRecord(
             "decisions",
             f"held order {key[1]} of {key[0]} (decision record {n}) "
             "has no received_at or signed_at with a UTC offset",
-        )
-    reasons = d.get("reasons") or []
-    if not isinstance(reasons, list) or not all(isinstance(r, dict) for r in reasons):
-        raise BadRecord(
-            "decisions",
-            f"held order {key[1]} of {key[0]} (decision record {n}) "
-            "has reasons that are not a list of objects",
         )
     return key, since, reasons
 

@@ -147,8 +147,9 @@ class RegistrantProfile:
 
     def note_certificate(self, not_after: float, serial: str | None) -> None:
         """Keep the signing certificate that expires last (a renewal wins, never an old one)."""
-        if self.cert is None or not_after > self.cert[0]:
-            self.cert = [int(not_after), serial]
+        at = int(not_after)
+        if self.cert is None or at > self.cert[0]:
+            self.cert = [at, serial]
 
     def _forget_seen(self) -> None:
         """Forget order numbers signed more than ``SEEN_DAYS`` before the newest order;
@@ -309,9 +310,12 @@ class RegistrantProfile:
                 p.held = {f: [_case(c, state[0]) for c in cs] for f, cs in state[8].items()}
             if state[0] >= 5:
                 cert = state[9] if len(state) > 9 else "absent"
-                if cert is not None and not (isinstance(cert, list) and len(cert) == 2):
+                if cert is not None and not (
+                    isinstance(cert, list) and len(cert) == 2 and type(cert[0]) is int
+                    and (cert[1] is None or isinstance(cert[1], str))
+                ):
                     raise ValueError("profile state version 5 lacks its certificate entry")
-                p.cert = None if cert is None else [int(cert[0]), cert[1]]
+                p.cert = cert
         for f, entry in fams.items():
             h = p.families[f] = FamilyHistory()
             h.first_day, h.last_day, buckets = entry[0], entry[1], entry[2]

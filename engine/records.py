@@ -218,3 +218,28 @@ def decision_from_dict(d: dict[str, Any]) -> Decision:
         signed_at=d.get("signed_at", ""),
         extra={k: v for k, v in d.items() if k not in known},
     )
+
+
+class BadRecord(ValueError):
+    """An output record a command reads back (``som holds``, ``som compare``) cannot use;
+    ``source`` names the input it came from, so the message can name the flag."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        super().__init__(detail)
+        self.source = source
+
+
+def checked_decision(n: int, d: dict[str, Any], source: str) -> tuple[tuple[str, str], list]:
+    """A decision record's identity (purchaser DEA, order number) and its reasons, checked;
+    ``BadRecord`` naming record ``n`` of ``source`` otherwise."""
+    key = (d.get("purchaser_dea"), d.get("order_number"))
+    if not all(isinstance(k, str) and k for k in key) or d.get("decision") not in (
+        "HOLD", "RELEASE"
+    ):
+        raise BadRecord(source, f"decision record {n} has no purchaser_dea, order_number or "
+                        "HOLD/RELEASE decision")
+    reasons = d.get("reasons") or []
+    if not isinstance(reasons, list) or not all(isinstance(r, dict) for r in reasons):
+        raise BadRecord(source, f"decision record {n} ({key[1]} of {key[0]}) has reasons "
+                        "that are not a list of objects")
+    return key, reasons

@@ -44,6 +44,7 @@ from connectors.kafka_admin import bootstrap_servers
 from connectors.offset_probe import RecordProbe
 from engine.batch_gc import MICRO_BATCH
 from engine.build import build_pipeline
+from engine.cert_census import CertCensus
 from engine.changelog_ends import ChangelogTableManager
 from engine.commit_guard import guard_commit_holes
 from engine.faust_hooks import (
@@ -141,6 +142,7 @@ def create_app(
     outbox = Outbox(lambda: aiokafka_producer(app), lambda exc: crash_app(app, exc, crashing))
     check_outbox_before_commit(app, outbox)
     profiles = TableProfiles(table, outbox)
+    census = CertCensus(lambda: table.data, k.partitions)  # som_certificates_expiring
 
     def send_soon(topic, **record) -> None:
         """Faust's ``send_soon``, awaited by the outbox before the next commit."""
@@ -331,7 +333,7 @@ def create_app(
                 registrants=lambda: len(table),
                 profile_sizes=lambda: profile_sizes(table),
                 verifier=pipeline.verifier,
-                cert_watch=profiles,  # certificate expiry from the profiles in the table
+                cert_watch=census,  # certificate expiry from the profiles in the table
                 lag=lag,
                 review_trust=pipeline.review_auth.trust,
             )
@@ -341,6 +343,7 @@ def create_app(
     async def on_assigned(sender, assigned, **kwargs) -> None:
         guard.reset()  # expect each partition's committed offset next
         guard.assigned(tp for tp in assigned if tp.topic in guarded)
+        census.assigned(tp.partition for tp in assigned if tp.topic == k.input_topic)
         if metrics_on:
             metrics.rebalances.inc()
             metrics.partitions.set(sum(1 for tp in assigned if tp.topic in monitored))

@@ -4,15 +4,12 @@ The table holds each registrant's profile as its serialised state (bytes in, byt
 Faust's codecs pass them through on write and on changelog recovery). Live profile
 objects are kept beside it, so a profile is parsed once after recovery, not per event;
 the changelog gets one write per registrant a batch touched, through the batch's outbox.
-The certificate-expiry gauge is counted over the registrants in the table, from their
-profiles, so it is right again as soon as the table is recovered after a restart.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from datetime import datetime
 
 from engine.outbox import Outbox
 from engine.profile import RegistrantProfile
@@ -35,7 +32,7 @@ class TableProfiles:
     after recovery and never per event.
     """
 
-    __slots__ = ("table", "live", "dirty", "outbox", "changelog", "expiry")
+    __slots__ = ("table", "live", "dirty", "outbox", "changelog")
 
     def __init__(self, table, outbox: Outbox) -> None:
         self.table = table
@@ -43,9 +40,6 @@ class TableProfiles:
         self.changelog = table.changelog_topic.get_topic_name()
         self.live: dict[bytes, tuple[bytes, RegistrantProfile]] = {}
         self.dirty: dict[bytes, RegistrantProfile] = {}
-        # key -> its certificate's not_after (epoch s), None without one; kept on writes,
-        # read from the profile once for a key recovered from the changelog
-        self.expiry: dict[bytes, int | None] = {}
 
     def get(self, dea: str) -> RegistrantProfile | None:
         key = dea.encode()
@@ -82,31 +76,7 @@ class TableProfiles:
             self.live[key] = (raw, profile)
             store[key] = raw
             outbox.add(changelog, key, raw)
-            self.expiry[key] = profile.cert[0] if profile.cert else None
         self.dirty.clear()
-
-    def expiring_count(self, now: datetime, days: float, budget: int = 5000) -> int:
-        """Registrants in the table whose latest certificate expires within ``days`` of
-        ``now`` (or has expired). A key the worker has not read yet (recovered from the
-        changelog) is read from its profile, at most ``budget`` a call, so a scrape stays
-        short on a large table; its count is complete after a few scrapes."""
-        limit = now.timestamp() + days * 86400.0
-        expiry, count = self.expiry, 0
-        keys = list(self.table.keys())
-        for key in keys:
-            if key not in expiry:
-                if budget <= 0:
-                    continue
-                budget -= 1
-                profile = self.get(key.decode())
-                expiry[key] = profile.cert[0] if profile is not None and profile.cert else None
-            at = expiry[key]
-            if at is not None and at <= limit:
-                count += 1
-        if len(expiry) > 2 * len(keys) + 1024:  # partitions revoked since: forget their keys
-            present = set(keys)
-            self.expiry = {k: v for k, v in expiry.items() if k in present}
-        return count
 
 
 def profile_sizes(table, sample: int = 32) -> tuple[int, list[int]]:

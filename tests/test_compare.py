@@ -9,7 +9,8 @@ from collections import Counter
 import pytest
 
 from config.settings import FINDING_CODES
-from engine.compare import BadDecision, compare_decisions
+from engine.compare import compare_decisions
+from engine.records import BadRecord
 from tests.streamtools import configure
 from tests.support import build_feed, som
 
@@ -68,9 +69,21 @@ def test_the_same_order_number_of_another_purchaser_is_another_order():
     [{"purchaser_dea": None}, {"decision": "MAYBE"}, {"reasons": "size_own"}, {"order_number": ""}],
 )
 def test_a_record_it_cannot_compare_is_an_error_naming_the_side(broken):
-    with pytest.raises(BadDecision, match="decision record 2") as exc:
-        compare_decisions([], [_d("1", "HOLD"), {**_d("2", "HOLD"), **broken}])
-    assert exc.value.side == "after"
+    with pytest.raises(BadRecord, match="decision record 2") as exc:
+        compare_decisions([_d("1", "HOLD")], [_d("1", "HOLD"), {**_d("2", "HOLD"), **broken}])
+    assert exc.value.source == "after"
+
+
+def test_one_order_decided_both_ways_in_one_file_or_no_decisions_at_all_is_an_error():
+    with pytest.raises(BadRecord, match="two runs in one file") as exc:
+        compare_decisions([_d("1", "HOLD", "size_own"), _d("1", "RELEASE")], [_d("1", "HOLD")])
+    assert exc.value.source == "before"
+    rejections = [{"reason": "malformed", "raw_sha256": "00"}]
+    with pytest.raises(BadRecord, match="not a decisions file") as exc:
+        compare_decisions([_d("1", "HOLD")], rejections)
+    assert exc.value.source == "after"
+    summary, _ = compare_decisions([_d("1", "HOLD"), *rejections], [_d("1", "HOLD")])
+    assert summary["skipped"] == {"before": 1, "after": 0}
 
 
 def test_som_compare_on_two_replays_of_a_feed(tmp_path):

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine.holds import BadRecord, open_holds
+from engine.holds import open_holds
+from engine.records import BadRecord
 from engine.review import standing_reviews
 from tests.review_support import SPIKE_DAY, WEEKS, review
 from tests.support import PURCHASERS, build_feed, som
