@@ -160,6 +160,7 @@ class ReviewSettings(_Frozen):
     require_signature: bool = False
     crl_dir: str = ""
     allowed_signers: list[str] = []
+    signer_eku: str = Field("", pattern=r"^$|^[0-2](\.(0|[1-9][0-9]*))+$")
 
     @model_validator(mode="after")
     def _needs_a_ca(self) -> ReviewSettings:
@@ -167,6 +168,7 @@ class ReviewSettings(_Frozen):
             ("require_signature = true", self.require_signature),
             ("crl_dir", self.crl_dir),
             ("allowed_signers", self.allowed_signers),
+            ("signer_eku", self.signer_eku),
         ):
             if value and not self.trust_dir:
                 raise ValueError(

@@ -126,6 +126,7 @@ class DemoPKI:
         dea_encoding: str = "plain",
         subject_serial: str | None = None,
         address: str | None = None,
+        extra: tuple[x509.ExtensionType, ...] = (),
     ) -> Identity:
         """A purchaser certificate with the DEA number and schedule extensions.
 
@@ -133,7 +134,8 @@ class DemoPKI:
         ``dea_encoding`` "plain" writes the DEA number as a PrintableString;
         "sha1-serial"/"sha256-serial" write the hex digest of the DEA number
         followed by the subject serialNumber (see ``connectors.dea_ext``).
-        ``address`` adds the registered postal address extension (the ship-to).
+        ``address`` adds the registered postal address extension (the ship-to); ``extra``
+        adds non-critical extensions as they are (tests: odd encodings, key usages).
         """
         if key is None:
             key = (
@@ -170,6 +172,8 @@ class DemoPKI:
             cert = cert.add_extension(
                 x509.UnrecognizedExtension(ADDRESS_OID, encode_address(address)), critical=False
             )
+        for extension in extra:
+            cert = cert.add_extension(extension, critical=False)
         cert = cert.sign(self.sub_key, hashes.SHA256())
         return Identity(key=key, cert=cert, chain=(self.sub_cert,))
 

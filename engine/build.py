@@ -85,6 +85,7 @@ def build_pipeline(settings: Settings, judge_at: datetime | None = None) -> Pipe
         rv.require_signature,
         settings.resolve(rv.crl_dir) if rv.crl_dir else None,
         tuple(rv.allowed_signers),
+        rv.signer_eku,
     )
     return Pipeline(
         settings,

@@ -7,7 +7,8 @@ case-management system (or the officer) sent it. Reviews are signed like CSOS or
 (DESIGN.md 3.2): the review JSON as CMS SignedData (``openssl cms -sign``; DER or PEM) or
 the JSON envelope. The signer's certificate must chain to a CA in ``[reviews] trust_dir``
 at the review's ``reviewed_at``, must not be revoked before it when ``[reviews] crl_dir``
-holds the CA's CRL, and must be one of ``allowed_signers`` when that list is set; its
+holds the CA's CRL, must carry the extended key usage ``signer_eku`` when one is set,
+and must be one of ``allowed_signers`` when that list is set; its
 subject, serial and issuer go into the review's record. With ``require_signature = true``
 an unsigned review is rejected (``bad_signature``).
 
@@ -26,6 +27,8 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from cryptography import x509
 
 from connectors.certcache import pem_blocks
 from connectors.cms import parse_cms
@@ -63,12 +66,16 @@ class ReviewAuthenticator:
         require_signature: bool = False,
         crls: CrlStore | None = None,
         allowed_signers: tuple[str, ...] = (),
+        signer_eku: str = "",
     ) -> None:
         self.trust = trust
         self.require_signature = require_signature
         self.stats: dict[str, int] = {}
         self.revocation = RevocationCheck(crls, "reject", self.stats) if crls else None
         self.allowed_signers = frozenset(allowed_signers)  # RFC 4514 subjects; empty: any
+        # an extended key usage the signer must carry, so that of the certificates under
+        # the reviews CA only those issued for signing reviews can ("": none required)
+        self.signer_eku = x509.ObjectIdentifier(signer_eku) if signer_eku else None
         # the last message opened (its signature verified): the stream opens a review to
         # route it to its purchaser's partition, then again to apply it
         self._opened: tuple | None = None
@@ -80,6 +87,7 @@ class ReviewAuthenticator:
         require_signature: bool,
         crl_dir: Path | None = None,
         allowed_signers: tuple[str, ...] = (),
+        signer_eku: str = "",
     ) -> ReviewAuthenticator:
         """``trust_dir`` None: signed reviews cannot be checked (and are rejected)."""
         try:
@@ -90,7 +98,7 @@ class ReviewAuthenticator:
             crls = CrlStore(crl_dir) if crl_dir else None
         except ValueError as exc:
             raise ValueError(f"reviews.crl_dir: {exc}") from None
-        return cls(trust, require_signature, crls, allowed_signers)
+        return cls(trust, require_signature, crls, allowed_signers, signer_eku)
 
     def open(
         self, raw: bytes, received_at: datetime | None = None
@@ -148,12 +156,26 @@ class ReviewAuthenticator:
                     RejectReason.UNTRUSTED_CHAIN,
                     f"signer {subject} is not in reviews.allowed_signers",
                 )
+            if self.signer_eku is not None and not _has_eku(chain.certs[0].cert, self.signer_eku):
+                raise Rejected(
+                    RejectReason.UNTRUSTED_CHAIN,
+                    f"signer {subject} lacks extended key usage {self.signer_eku.dotted_string} "
+                    "(reviews.signer_eku)",
+                )
         except Rejected as exc:
             raise _with(review, exc) from None
         cert = chain.certs[0].cert
         return review, ReviewSigner(
             cert.subject.rfc4514_string(), f"{cert.serial_number:x}", cert.issuer.rfc4514_string()
         )
+
+
+def _has_eku(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> bool:
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return oid in usages
 
 
 def _signed(raw: bytes) -> bool:

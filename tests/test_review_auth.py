@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from config import load_settings
+from config import ConfigError, load_settings
 from connectors.demo_pki import DemoPKI
 from connectors.signing import sign_cms, sign_json_envelope
 from engine.build import build_pipeline
@@ -49,6 +49,31 @@ def _reason(auth: ReviewAuthenticator, raw: bytes) -> Rejected:
     with pytest.raises(Rejected) as info:
         auth.open(raw)
     return info.value
+
+
+def test_signer_eku_lets_only_certificates_issued_for_reviews_sign(case_system, tmp_path):
+    from cryptography import x509
+
+    trust, who = case_system
+    reviews_eku = "1.3.6.1.4.1.99999.1.7"  # the case system CA's own "signs reviews" usage
+    ca = DemoPKI.create(cs.T0, cs.T1, seed=41)  # the same CA as the fixture's
+    usage = x509.ExtendedKeyUsage([x509.ObjectIdentifier(reviews_eku)])
+    officer = ca.issue_registrant("AB1234563", "Officer [TEST]", ["2"], cs.T0, cs.T1,
+                                  extra=(usage,))
+    auth = ReviewAuthenticator.from_dirs(trust, True, signer_eku=reviews_eku)
+    assert "Officer [TEST]" in auth.open(sign_cms(review(), officer))[1].subject
+    refused = _reason(auth, sign_cms(review(), who))  # no extended key usage at all
+    assert refused.reason is RejectReason.UNTRUSTED_CHAIN and reviews_eku in refused.detail
+    other = ca.issue_registrant("AB1234563", "Mail [TEST]", ["2"], cs.T0, cs.T1, extra=(
+        x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.EMAIL_PROTECTION]),))
+    assert _reason(auth, sign_cms(review(), other)).reason is RejectReason.UNTRUSTED_CHAIN
+    cfg = tmp_path / "som.toml"
+    cfg.write_text('[reviews]\nsigner_eku = "reviews"\n')
+    with pytest.raises(ConfigError, match="signer_eku"):
+        load_settings(cfg)
+    cfg.write_text(f'[reviews]\nsigner_eku = "{reviews_eku}"\n')
+    with pytest.raises(ConfigError, match="signer_eku needs trust_dir"):
+        load_settings(cfg)
 
 
 def test_openssl_signed_review_names_its_signer(case_system, tmp_path):

@@ -160,24 +160,11 @@ def test_unreadable_extension_values_read_as_none(der):
 def _with_raw_address(der: bytes):
     """A purchaser certificate whose address extension holds ``der`` as it is."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
 
-    pki, who = cs.pki(), cs.signer(address=None)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(who.cert.subject)
-        .issuer_name(who.cert.issuer)
-        .public_key(who.key.public_key())
-        .serial_number(who.cert.serial_number + 1)
-        .not_valid_before(who.cert.not_valid_before_utc)
-        .not_valid_after(who.cert.not_valid_after_utc)
+    extension = x509.UnrecognizedExtension(ADDRESS_OID, der)
+    return cs.pki().issue_registrant(
+        cs.PURCHASER, "Main St Pharmacy", ["2", "2N", "4"], cs.T0, cs.T1, extra=(extension,)
     )
-    for ext in who.cert.extensions:
-        builder = builder.add_extension(ext.value, ext.critical)
-    cert = builder.add_extension(x509.UnrecognizedExtension(ADDRESS_OID, der), critical=False).sign(
-        pki.sub_key, hashes.SHA256()
-    )
-    return type(who)(key=who.key, cert=cert, chain=who.chain)
 
 
 def test_an_unreadable_extension_is_said_so_never_taken_for_a_location():
