@@ -106,7 +106,7 @@ def worker(config_path, broker, web_port, partitions, app_id, loglevel) -> None:
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Processes sharing the registrants (same decisions, in feed order); not with --reviews.",
+    help="Processes sharing the registrants (same decisions and reviews, in feed order).",
 )
 @trust_options
 def replay_cmd(
@@ -127,8 +127,6 @@ def replay_cmd(
     from engine.replay import default_rejections_path, default_reviews_path, replay
 
     reviews = reviews_file(reviews_path)
-    if jobs > 1 and reviews is not None:
-        raise click.UsageError("--jobs replays without --reviews (reviews need one process)")
     pipeline = history_pipeline(feed, config_path, models_dir, trust.at, trust.overrides())
     if out_path and not rejected_path:
         rejected_path = default_rejections_path(out_path)

@@ -72,19 +72,21 @@ def replay(
     ``reviews`` (messages of the reviews topic) are applied in time with the orders;
     each gives a ReviewRecord (to ``reviews_out``) or a Rejection (to ``rejections_out``),
     counted in the summary; ``on_outcome`` sees the orders' outcomes only. ``jobs`` > 1
-    shares the registrants among that many processes (``engine.replay_parallel``; not
-    with reviews), with the same outcomes in the same order.
+    shares the registrants among that many processes (``engine.replay_parallel``), with
+    the same outcomes in the same order.
     """
     summary = ReplaySummary()
     if jobs > 1:
-        if reviews is not None:
-            raise ValueError("reviews are replayed by one process only (jobs = 1)")
         if pipeline.on_context is not None or pipeline.on_findings is not None:
             raise ValueError("som train and som explain watch every order: jobs = 1")
         from engine.replay_parallel import outcomes_in_parallel
 
-        outcomes = outcomes_in_parallel(pipeline, messages, jobs, batch, profiles)
-        _emit(outcomes, summary, decisions_out, rejections_out, on_outcome)
+        for is_review, outcome in outcomes_in_parallel(pipeline, messages, jobs, batch,
+                                                       profiles, reviews):
+            if is_review:
+                _emit_review(outcome, summary, reviews_out, rejections_out)
+            else:
+                _emit((outcome,), summary, decisions_out, rejections_out, on_outcome)
         return summary
     profiles = {} if profiles is None else profiles
     with batch_gc():
@@ -123,15 +125,8 @@ def _replay_with_reviews(pipeline, messages, reviews, profiles, summary, batch, 
         while due and due[-1][0] < ts:
             if pending:
                 flush()
-            outcome = pipeline.review(due.pop()[2], profiles)
-            if isinstance(outcome, ReviewRecord):
-                summary.reviews += 1
-                out = reviews_out
-            else:
-                summary.reviews_rejected += 1
-                out = rejections_out
-            if out is not None:  # on_outcome is for orders' outcomes only
-                out.write(dumps(outcome) + b"\n")
+            _emit_review(pipeline.review(due.pop()[2], profiles), summary, reviews_out,
+                         rejections_out)
 
     for raw in messages:
         received = Received.now()
@@ -147,6 +142,18 @@ def _replay_with_reviews(pipeline, messages, reviews, profiles, summary, batch, 
         flush()
     apply_until(float("inf"))
     return summary
+
+
+def _emit_review(outcome, summary, reviews_out, rejections_out) -> None:
+    """A review's record or rejection (``on_outcome`` is for orders' outcomes only)."""
+    if isinstance(outcome, ReviewRecord):
+        summary.reviews += 1
+        out = reviews_out
+    else:
+        summary.reviews_rejected += 1
+        out = rejections_out
+    if out is not None:
+        out.write(dumps(outcome) + b"\n")
 
 
 def _emit(outcomes, summary, decisions_out, rejections_out, on_outcome) -> None:

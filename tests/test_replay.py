@@ -1,6 +1,7 @@
 """The replay driver end to end on a small signed feed."""
 
 import gc
+import io
 import json
 import subprocess
 import sys
@@ -68,7 +69,7 @@ def test_som_replay_cli_writes_decisions_and_rejections(tmp_path):
     assert len(decisions) + len(rejections) == len(tf.messages)
     assert all(d["decision"] in ("RELEASE", "HOLD") for d in decisions)
     assert all(d["config_version"].startswith("cfg-") for d in decisions)
-    # --jobs: the same records in the same order; not with --reviews
+    # --jobs: the same records in the same order
     two = tmp_path / "two.jsonl"
     cmd = [sys.executable, "-m", "engine.cli", "replay", str(tf.feed), "--config",
            str(tf.config), "--out", str(two), "--jobs", "2"]
@@ -81,10 +82,19 @@ def test_som_replay_cli_writes_decisions_and_rejections(tmp_path):
     assert [same(json.loads(x)) for x in two.read_text().splitlines()] == [
         same(d) for d in decisions]
     assert (tmp_path / "two.rejected.jsonl").read_text().count("\n") == len(rejections)
-    (tmp_path / "r.jsonl").write_text("")
-    proc = subprocess.run([*cmd, "--reviews", str(tmp_path / "r.jsonl")], capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 2 and "--jobs" in proc.stderr and "--reviews" in proc.stderr
+    # with reviews too: each review's record beside the decisions, as with one process
+    held = next(d for d in decisions if d["decision"] == "HOLD")
+    (tmp_path / "r.jsonl").write_text(json.dumps({
+        "order_number": held["order_number"], "purchaser_dea": held["purchaser_dea"],
+        "outcome": "cleared", "reviewer": "officer-17", "reviewed_at": held["signed_at"]}) + "\n")
+    records = []
+    for jobs in ("1", "2"):
+        proc = subprocess.run([*cmd[:-1], jobs, "--reviews", str(tmp_path / "r.jsonl")],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        (record,) = (tmp_path / "two.reviews.jsonl").read_text().splitlines()
+        records.append({k: v for k, v in json.loads(record).items() if k != "received_at"})
+    assert records[0] == records[1] and records[0]["cases"]
 
 
 def test_missing_feed_file_names_it(tmp_path):
@@ -142,6 +152,22 @@ def test_micro_batches_give_the_decisions_of_one_order_at_a_time(tmp_path):
                 for k, p in profiles.items()}
 
     assert len(parallel) == len(serial) > 50 and state(parallel) == state(serial)
+    # with officers' reviews: each lands in its purchaser's process at the place one
+    # process applies it; the same decisions, review records and rejections, in order
+    reviews = _reviews_of(one, messages)
+
+    def run_with_reviews(jobs: int) -> tuple[list, list, dict]:
+        outs, profiles = [io.BytesIO(), io.BytesIO(), io.BytesIO()], {}
+        summary = replay(build_pipeline(with_models), messages, decisions_out=outs[0],
+                         rejections_out=outs[1], reviews_out=outs[2], reviews=reviews,
+                         jobs=jobs, batch=64, profiles=profiles)
+        rows = [[_stable(json.loads(x)) for x in o.getvalue().splitlines()] for o in outs]
+        return rows, [summary.reviews, summary.reviews_rejected], state(profiles)
+
+    alone, shared = run_with_reviews(1), run_with_reviews(3)
+    assert shared == alone
+    assert alone[1][0] >= 3 and alone[1][1] >= 2  # applied and rejected reviews both
+    assert alone[2] != state(serial)  # the reviews changed profiles (closed cases)
     watched = build_pipeline(with_models)
     watched.on_context = print  # callbacks would run in the child processes and be lost
     with pytest.raises(ValueError, match="jobs = 1"):
@@ -149,6 +175,35 @@ def test_micro_batches_give_the_decisions_of_one_order_at_a_time(tmp_path):
     forest = [d for d in one if "isolation_forest" in d.get("scores", {})]
     assert len(forest) > len(messages) // 2  # the forest scored most orders ...
     assert any(d.get("decision") == "HOLD" for d in one)  # ... and the feed has holds
+
+
+def _stable(record: dict) -> dict:
+    """A record without its wall-clock fields."""
+    for key in ("decided_at", "latency_ms", "received_at"):
+        record.pop(key, None)
+    return record
+
+
+def _reviews_of(decisions: list[dict], messages: list[bytes]) -> list[bytes]:
+    """Reviews for a replay: some holds cleared or reported a day after signing, a review
+    of an order nobody placed, one that is not JSON, one with a bad outcome."""
+    from datetime import datetime, timedelta
+
+    out = []
+    held = [d for d in decisions if d.get("decision") == "HOLD"][:6]
+    for n, d in enumerate(held):
+        at = datetime.fromisoformat(d["signed_at"].replace("Z", "+00:00")) + timedelta(days=1)
+        out.append(json.dumps({
+            "order_number": d["order_number"], "purchaser_dea": d["purchaser_dea"],
+            "outcome": "reported" if n % 3 == 2 else "cleared", "reviewer": "officer-17",
+            "reviewed_at": at.isoformat().replace("+00:00", "Z")}).encode())
+    first = held[0]
+    out.append(json.dumps({"order_number": "25X0ZZZZZ", "purchaser_dea": first["purchaser_dea"],
+                           "outcome": "cleared", "reviewer": "officer-17",
+                           "reviewed_at": first["signed_at"]}).encode())
+    out.append(b"not a review")
+    out.append(json.dumps({"order_number": first["order_number"], "outcome": "shipped"}).encode())
+    return out
 
 
 def test_batch_gc_relaxes_the_collector_and_restores_it():
