@@ -12,9 +12,10 @@ People and systems type one address many ways ("1 Main Street, Springfield, IL
 canonical forms: upper case, accents dropped ("PEÑA" is "PENA"), punctuation dropped,
 whitespace collapsed, the USPS standard abbreviations of Publication 28 for street
 suffixes and unit designators, directions abbreviated unless they name the street
-("North St" stays NORTH ST, "North Main St" is N MAIN ST), and a ZIP+4 cut to its ZIP
-code. Anything else still differs: a different suite, a different town, a state written
-out ("Illinois" is not "IL"). The ``exact`` rule compares the strings after trimming only.
+("North St" stays NORTH ST, "North Main St" is N MAIN ST), a ZIP+4 cut to its ZIP code,
+and a state written out where the address ends ("Illinois 62701" is "IL 62701").
+Anything else still differs: a different suite, a different town, another ZIP code. The
+``exact`` rule compares the strings after trimming only.
 
 >>> normalize_address("1 Main Street, Suite 200, Springfield, IL 62701-4410")
 '1 MAIN ST STE 200 SPRINGFIELD IL 62701'
@@ -86,6 +87,22 @@ _DIRECTIONS = {
     "SOUTHWEST": "SW",
 }
 _STREET_WORDS = frozenset(_STREET_SUFFIXES.values())
+# State and territory names (USPS Publication 28, appendix B), abbreviated where an address
+# ends: before its ZIP code, or last.
+_STATES = dict(
+    pair.rsplit(" ", 1)
+    for pair in (
+        "ALABAMA AL,ALASKA AK,ARIZONA AZ,ARKANSAS AR,CALIFORNIA CA,COLORADO CO,CONNECTICUT CT,"
+        "DELAWARE DE,DISTRICT OF COLUMBIA DC,FLORIDA FL,GEORGIA GA,HAWAII HI,IDAHO ID,"
+        "ILLINOIS IL,INDIANA IN,IOWA IA,KANSAS KS,KENTUCKY KY,LOUISIANA LA,MAINE ME,"
+        "MARYLAND MD,MASSACHUSETTS MA,MICHIGAN MI,MINNESOTA MN,MISSISSIPPI MS,MISSOURI MO,"
+        "MONTANA MT,NEBRASKA NE,NEVADA NV,NEW HAMPSHIRE NH,NEW JERSEY NJ,NEW MEXICO NM,"
+        "NEW YORK NY,NORTH CAROLINA NC,NORTH DAKOTA ND,OHIO OH,OKLAHOMA OK,OREGON OR,"
+        "PENNSYLVANIA PA,RHODE ISLAND RI,SOUTH CAROLINA SC,SOUTH DAKOTA SD,TENNESSEE TN,"
+        "TEXAS TX,UTAH UT,VERMONT VT,VIRGINIA VA,WASHINGTON WA,WEST VIRGINIA WV,WISCONSIN WI,"
+        "WYOMING WY,PUERTO RICO PR,GUAM GU,VIRGIN ISLANDS VI,AMERICAN SAMOA AS"
+    ).split(",")
+)
 _ZIP4 = re.compile(r"\b(\d{5})-\d{4}\b")
 _NOT_WORD = re.compile(r"[\W_]+")
 
@@ -96,9 +113,21 @@ def _plain(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+def _state_abbreviated(words: list[str]) -> list[str]:
+    """The state written out where an address ends (before its ZIP code, or last)."""
+    end = len(words) - (1 if words and len(words[-1]) == 5 and words[-1].isdigit() else 0)
+    for size in (3, 2, 1):
+        if end - size >= 1:  # a street before it: "Washington" alone is no address
+            short = _STATES.get(" ".join(words[end - size : end]))
+            if short is not None:
+                return [*words[: end - size], short, *words[end:]]
+    return words
+
+
 def normalize_address(text: str) -> str:
     """The canonical form the ``normalized`` rule compares (see the module docstring)."""
-    words = [_ABBREVIATIONS.get(w, w) for w in _NOT_WORD.split(_ZIP4.sub(r"\1", _plain(text))) if w]
+    words = _NOT_WORD.split(_ZIP4.sub(r"\1", _plain(text)))
+    words = [_ABBREVIATIONS.get(w, w) for w in _state_abbreviated([w for w in words if w])]
     out = []
     for i, w in enumerate(words):
         short = _DIRECTIONS.get(w)

@@ -40,6 +40,7 @@ def _signed(order_address: str | None, cert_address: str | None = cs.ADDRESS) ->
         "1 Main St, Springfield, IL 62701",
         "1 MAIN STREET, SPRINGFIELD, IL 62701",
         "1 Main St.  Springfield IL 62701-4410",
+        "1 Main Street, Springfield, Illinois 62701",  # the state written out
     ],
 )
 def test_the_registered_location_written_another_way_ships(written):
@@ -52,7 +53,6 @@ def test_the_registered_location_written_another_way_ships(written):
         "2 Main St, Springfield, IL 62701",  # next door
         "1 Main St, Suite 4, Springfield, IL 62701",  # another unit at the address
         "1 Main St, Springfield, IL 62702",  # another ZIP code
-        "1 Main St, Springfield, Illinois 62701",  # a state written out is not matched
     ],
 )
 def test_any_other_location_is_rejected_naming_both_addresses(elsewhere):
@@ -183,6 +183,15 @@ def test_accents_are_dropped_but_letters_are_not():
     assert same_address("1 Calle Peña, Ponce, PR 00716", "1 CALLE PENA, PONCE, PR 00716")
     assert not same_address("1 Élm St, Ponce, PR 00716", "1 Ülm St, Ponce, PR 00716")
     assert normalize_address("Ävenue") != normalize_address("Venue")
+
+
+def test_states_written_out_where_the_address_ends():
+    assert normalize_address("5 Elm St, Raleigh, North Carolina 27601-1234") == (
+        "5 ELM ST RALEIGH NC 27601"
+    )
+    assert normalize_address("5 Elm St, Charleston, West Virginia") == "5 ELM ST CHARLESTON WV"
+    assert normalize_address("9 Washington St, Boston, MA") == "9 WASHINGTON ST BOSTON MA"
+    assert not same_address("5 Elm St, Raleigh, North Carolina", "5 Elm St, Raleigh, SC")
 
 
 def test_normalisation_keeps_what_tells_locations_apart():
