@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -85,3 +86,7 @@ class CertExpiryWatch:
     def expiring_count(self, now: datetime, days: float) -> int:
         """How many certificates expire within ``days`` (a gauge for the metrics layer)."""
         return len(self.expiring(now, days))
+
+    def expiring_counts(self, now: datetime, windows: Iterable[float]) -> dict[float, int]:
+        """``expiring_count`` per window (the interface ``engine.cert_census`` shares)."""
+        return {d: self.expiring_count(now, d) for d in windows}

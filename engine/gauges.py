@@ -119,14 +119,11 @@ class StateGauges:
         return self._slow[1], self._slow[2]
 
     def _expiring(self, now: datetime) -> dict[int, int]:
-        """Per window: a census's one pass (``engine.cert_census``), or a watch's counts."""
-        watch = self.cert_watch
-        if watch is None:
+        """Per window, from ``expiring_counts`` (``engine.cert_census`` in a worker)."""
+        if self.cert_watch is None:
             return {}
         try:
-            if hasattr(watch, "expiring_counts"):
-                return watch.expiring_counts(now, EXPIRY_WINDOWS_DAYS)
-            return {d: watch.expiring_count(now, d) for d in EXPIRY_WINDOWS_DAYS}
+            return self.cert_watch.expiring_counts(now, EXPIRY_WINDOWS_DAYS)
         except Exception:  # a scrape must answer; keep the last counts
             return self._slow[2] if self._slow else {}
 

@@ -132,20 +132,14 @@ def replayed(tmp_path_factory):
     return tf, tmp, out, held
 
 
+def holds(decisions, reviews, *extra: str):
+    return som("holds", "--decisions", str(decisions), "--reviews-applied", str(reviews), *extra)
+
+
 def test_som_holds_lists_what_a_replay_held(replayed, tmp_path):
     tf, tmp, decisions, held = replayed
     at = (datetime.now(UTC) + timedelta(days=8)).isoformat()
-    proc = som(
-        "holds",
-        "--decisions",
-        str(decisions),
-        "--reviews-applied",
-        str(tmp / "none.jsonl"),
-        "--at",
-        at,
-        "--out",
-        str(tmp_path / "q.jsonl"),
-    )
+    proc = holds(decisions, tmp / "none.jsonl", "--at", at, "--out", str(tmp_path / "q.jsonl"))
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(x) for x in (tmp_path / "q.jsonl").read_text().splitlines()]
     assert {(r["purchaser_dea"], r["order_number"]) for r in rows} == {
@@ -174,13 +168,7 @@ def test_som_holds_after_the_officer_cleared_the_spike(replayed, tmp_path):
         str(reviews),
     )
     assert proc.returncode == 0, proc.stderr
-    proc = som(
-        "holds",
-        "--decisions",
-        str(out),
-        "--reviews-applied",
-        str(tmp_path / "decisions.reviews.jsonl"),
-    )
+    proc = holds(out, tmp_path / "decisions.reviews.jsonl")
     assert proc.returncode == 0, proc.stderr
     listed = {json.loads(x)["order_number"] for x in proc.stdout.splitlines()}
     again = {
@@ -195,30 +183,16 @@ def test_som_holds_after_the_officer_cleared_the_spike(replayed, tmp_path):
 
 def test_som_holds_names_the_flag_of_a_mistake(replayed, tmp_path):
     tf, tmp, decisions, held = replayed
-    proc = som(
-        "holds",
-        "--decisions",
-        str(tmp_path / "nope.jsonl"),
-        "--reviews-applied",
-        str(tmp / "none.jsonl"),
-    )
+    proc = holds(tmp_path / "nope.jsonl", tmp / "none.jsonl")
     assert proc.returncode == 2 and "--decisions" in proc.stderr and "nope.jsonl" in proc.stderr
-    proc = som(
-        "holds",
-        "--decisions",
-        str(decisions),
-        "--reviews-applied",
-        str(tmp / "none.jsonl"),
-        "--at",
-        "yesterday",
-    )
+    proc = holds(decisions, tmp / "none.jsonl", "--at", "yesterday")
     assert proc.returncode == 2 and "--at" in proc.stderr
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"record": "review", "order_number": "25X000001"}\n')
-    proc = som("holds", "--decisions", str(decisions), "--reviews-applied", str(bad))
+    proc = holds(decisions, bad)
     assert proc.returncode == 2 and "--reviews-applied" in proc.stderr
     broken = tmp_path / "broken.jsonl"
     broken.write_text(json.dumps({"decision": "HOLD", "order_number": "25X000001"}) + "\n")
-    proc = som("holds", "--decisions", str(broken), "--reviews-applied", str(tmp / "none.jsonl"))
+    proc = holds(broken, tmp / "none.jsonl")
     assert proc.returncode == 2 and "--decisions" in proc.stderr and "record 1" in proc.stderr
     assert "Traceback" not in proc.stderr
